@@ -1,0 +1,181 @@
+"""Generation from gist caches: prefill only the question on top of the cached gist KV.
+
+The question goes through the model's chat template and is placed at positions
+``cache.next_position ..`` (DESIGN invariant 3), exactly where training put it. With no cache
+(the rag and full baselines) the prompt carries the context text and starts at position 0.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import torch
+
+from .cache import GistCache, check_compatible
+from .errors import InputError
+
+
+def prompt_ids(tokenizer, question: str, context: str | None = None) -> list[int]:
+    """Token ids of the user turn (and the assistant header) that follow the gists.
+
+    ``context``, for rag and full modes only, is put in the user message before the question.
+    """
+    if not isinstance(question, str) or not question.strip():
+        raise InputError("the question is empty; ask something")
+    content = question if context is None else f"{context}\n\nQuestion: {question}"
+    if tokenizer.chat_template:
+        messages = [{"role": "user", "content": content}]
+        out = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
+                                            return_dict=True)
+        return list(out["input_ids"])
+    return tokenizer(f"Question: {content}\nAnswer:", add_special_tokens=False)["input_ids"]
+
+
+def answer_ids(tokenizer, answer: str) -> list[int]:
+    """Token ids of an answer as the assistant would write it, ending with its end-of-turn token."""
+    ids = tokenizer(answer, add_special_tokens=False)["input_ids"]
+    return ids + ([tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else [])
+
+
+def stop_token_ids(gm) -> set[int]:
+    ids = {gm.tokenizer.eos_token_id}
+    gen_eos = getattr(getattr(gm.model, "generation_config", None), "eos_token_id", None)
+    ids |= set(gen_eos) if isinstance(gen_eos, (list, tuple)) else {gen_eos}
+    return {i for i in ids if i is not None}
+
+
+def to_dynamic_cache(gm, cache: GistCache | None):
+    """A fresh transformers DynamicCache holding ``cache``'s entries (batch of 1)."""
+    from transformers import DynamicCache
+
+    dyn = DynamicCache(config=gm.model.config)
+    if cache is not None:
+        for i, (k, v) in enumerate(zip(cache.keys, cache.values)):
+            dyn.update(k[None].to(gm.device, gm.dtype), v[None].to(gm.device, gm.dtype), i)
+    return dyn
+
+
+def merge_caches(gm, caches) -> GistCache | None:
+    """Check every cache against ``gm`` and concatenate them (None when there are none)."""
+    if caches is None:
+        return None
+    if isinstance(caches, GistCache):
+        caches = [caches]
+    caches = list(caches)
+    for c in caches:
+        if not isinstance(c, GistCache):
+            raise InputError(f"caches must be GistCache objects, got {type(c).__name__}")
+        check_compatible(gm.cache_identity, c.meta)
+    return GistCache.concat(caches) if caches else None
+
+
+def forward_on_cache(gm, cache: GistCache | None, ids: list[int] | torch.Tensor, past=None, start: int | None = None):
+    """Run ``ids`` on top of ``cache`` (or ``past``); returns (logits (1, T, vocab), past, next position)."""
+    ids = torch.as_tensor(ids, dtype=torch.long, device=gm.device).reshape(1, -1)
+    if past is None:
+        past = to_dynamic_cache(gm, cache)
+        start = cache.next_position if cache is not None else 0
+    T, held = ids.shape[1], past.get_seq_length()
+    positions = torch.arange(start, start + T, device=gm.device)[None]
+    mask = torch.ones(1, held + T, dtype=torch.long, device=gm.device)
+    out = gm.model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=past, use_cache=True)
+    return out.logits, out.past_key_values, start + T
+
+
+@dataclass
+class Generation:
+    """An answer and what it cost. Times are seconds."""
+
+    text: str
+    token_ids: list[int] = field(default_factory=list)
+    prompt_tokens: int = 0
+    kv_entries: int = 0
+    kv_bytes: int = 0
+    ttft_s: float = 0.0
+    total_s: float = 0.0
+
+    @property
+    def tokens_per_s(self) -> float:
+        decode = self.total_s - self.ttft_s
+        return (len(self.token_ids) - 1) / decode if len(self.token_ids) > 1 and decode > 0 else 0.0
+
+
+class TokenStream:
+    """Iterator of text pieces; ``.generation`` holds the full Generation once it is exhausted."""
+
+    def __init__(self, pieces: Iterator[str]):
+        self._pieces = pieces
+        self.generation: Generation | None = None
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> str:
+        return next(self._pieces)
+
+
+def _sample(logits: torch.Tensor, temperature: float, generator) -> int:
+    if temperature <= 0:
+        return int(logits.argmax())
+    probs = torch.softmax(logits.float() / temperature, dim=-1)
+    return int(torch.multinomial(probs, 1, generator=generator))
+
+
+@torch.no_grad()
+def _decode(gm, ids: list[int], cache: GistCache | None, max_new_tokens: int, temperature: float,
+            stop: list[str], seed: int, sink: TokenStream) -> Iterator[str]:
+    t0 = time.perf_counter()
+    generator = torch.Generator(device="cpu").manual_seed(seed)
+    stops, out, text, ttft = stop_token_ids(gm), [], "", 0.0
+    logits, past, pos = forward_on_cache(gm, cache, ids)
+    for step in range(max_new_tokens):
+        token = _sample(logits[0, -1].cpu(), temperature, generator)
+        if step == 0:
+            ttft = time.perf_counter() - t0
+        if token in stops:
+            break
+        out.append(token)
+        full = gm.tokenizer.decode(out, skip_special_tokens=True)
+        hit = [full.index(s) for s in stop if s in full]
+        if hit:
+            full = full[:min(hit)]
+        if not full.endswith("\ufffd") and len(full) > len(text):  # wait for whole UTF-8 characters
+            piece, text = full[len(text):], full
+            yield piece
+        if hit or step == max_new_tokens - 1:
+            break
+        logits, past, pos = forward_on_cache(gm, None, [token], past=past, start=pos)
+    total = time.perf_counter() - t0
+    entries = cache.num_entries if cache is not None else 0
+    sink.generation = Generation(text=text, token_ids=out, prompt_tokens=len(ids), kv_entries=entries,
+                                 kv_bytes=cache.nbytes if cache is not None else 0, ttft_s=ttft, total_s=total)
+
+
+def generate(gm, question: str, caches=None, max_new_tokens: int = 64, stream: bool = False,
+             context: str | None = None, temperature: float = 0.0, stop: list[str] | None = None,
+             seed: int = 0) -> Generation | TokenStream:
+    """Answer ``question`` from gist caches (and, for rag/full baselines, a context text).
+
+    Args:
+        gm: the GistModel that made the caches.
+        caches: a GistCache, a list of them (concatenated in order), or None.
+        max_new_tokens: most tokens to generate.
+        stream: return a TokenStream of text pieces instead of a Generation.
+        context: text placed in the prompt before the question (rag and full modes).
+        temperature: 0 for greedy decoding, else sampling at that temperature.
+        stop: strings that end the answer (not included in it).
+        seed: sampling seed.
+    """
+    if max_new_tokens < 1:
+        raise InputError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
+    cache = merge_caches(gm, caches)
+    ids = prompt_ids(gm.tokenizer, question, context)
+    sink = TokenStream(iter(()))
+    sink._pieces = _decode(gm, ids, cache, max_new_tokens, temperature, list(stop or []), seed, sink)
+    if stream:
+        return sink
+    for _ in sink:
+        pass
+    return sink.generation

@@ -1,0 +1,216 @@
+"""GistModel: a causal LM, k learned gist-token embeddings and an optional LoRA adapter.
+
+Only two things learn (DESIGN invariant 4): the k gist embedding rows, kept here as one
+(k, hidden) parameter fed through ``inputs_embeds`` so the vocabulary and lm_head stay untouched,
+and the LoRA adapter. Compression runs the context through the frozen base model (adapter off)
+and the gist tokens through the adapter, the recipe measured to learn (DESIGN).
+
+An adapter directory is PEFT's layout plus two files of ours::
+
+    adapter_config.json, adapter_model.safetensors   # PEFT LoRA (absent for a gist-rows-only adapter)
+    gist_embeddings.safetensors                      # (k, hidden) gist rows
+    gist_config.json                                 # k, chunk length, base model, format version
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .config import FORMAT_VERSION, GistConfig
+from .errors import InputError, ModelLoadError
+from .loading import load_base, model_fingerprint, resolve_device, resolve_dtype
+
+#: The adapter shipped in the package for the embedded default model.
+DEFAULT_ADAPTER_DIR = Path(__file__).parent / "adapters" / "default"
+
+
+def _adapter_identity(adapter_dir: Path) -> str:
+    digest = hashlib.sha256()
+    for name in ("gist_config.json", "gist_embeddings.safetensors", "adapter_model.safetensors"):
+        if (adapter_dir / name).is_file():
+            digest.update((adapter_dir / name).read_bytes())
+    return f"{adapter_dir.name}#{digest.hexdigest()[:16]}"
+
+
+class GistModel(nn.Module):
+    """A base causal LM that can compress text into gist KV caches and answer from them.
+
+    Build it with :meth:`from_pretrained`; then ``cache = model.compress(text)`` and
+    ``model.generate("question?", [cache]).text``.
+    """
+
+    def __init__(self, model, tokenizer, gist: GistConfig, base_identity: str, adapter_identity: str = "none",
+                 gist_rows: torch.Tensor | None = None):
+        super().__init__()
+        self.model = model
+        self.tokenizer = tokenizer
+        self.gist = gist
+        self.base_identity = base_identity
+        self.adapter_identity = adapter_identity
+        emb = model.get_input_embeddings().weight
+        if gist_rows is None:
+            gist_rows = self.initial_gist_rows(emb, gist.num_gist_tokens)
+        if gist_rows.shape != (gist.num_gist_tokens, emb.shape[1]):
+            raise ModelLoadError(f"gist rows have shape {tuple(gist_rows.shape)}, expected "
+                                 f"({gist.num_gist_tokens}, {emb.shape[1]}) for this base model")
+        self.gist_embeddings = nn.Parameter(gist_rows.to(emb.device, emb.dtype).clone(), requires_grad=False)
+
+    @staticmethod
+    def initial_gist_rows(embedding: torch.Tensor, k: int, seed: int = 0) -> torch.Tensor:
+        """Untrained gist rows: the mean embedding plus small seeded noise (deterministic)."""
+        gen = torch.Generator().manual_seed(seed)
+        emb = embedding.detach().float().cpu()
+        noise = torch.randn(k, emb.shape[1], generator=gen) * emb.std() * 0.1
+        return emb.mean(0, keepdim=True) + noise
+
+    # ------------------------------------------------------------------ loading and saving
+    @classmethod
+    def from_pretrained(cls, base: str = "default", adapter: str | None = "auto", device: str = "auto",
+                        dtype: str | torch.dtype = "auto", load_in_4bit: bool = False,
+                        num_gist_tokens: int | None = None, chunk_tokens: int | None = None) -> "GistModel":
+        """Load a base model and, optionally, a trained gist adapter.
+
+        Args:
+            base: 'default' (embedded SmolLM2-135M-Instruct, offline), a Hugging Face id in the local
+                cache, or a local model directory.
+            adapter: 'auto' (the shipped adapter when base is 'default', else none), 'default',
+                None / 'none', or an adapter directory.
+            device: 'auto', 'cpu', 'cuda', 'cuda:1' ...
+            dtype: 'auto' (fp32 on CPU, bf16 on CUDA), 'float32', 'bfloat16', 'float16'.
+            load_in_4bit: quantise the base model to NF4 with bitsandbytes (QLoRA-style).
+            num_gist_tokens, chunk_tokens: gist configuration when no adapter fixes it.
+        """
+        dev = resolve_device(device)
+        dt = resolve_dtype(dtype, dev)
+        model, tokenizer, label = load_base(base, dev, dt, load_in_4bit)
+        base_identity = model_fingerprint(model, label)
+        adapter_dir = cls._resolve_adapter(base, adapter)
+        overrides = {k: v for k, v in (("num_gist_tokens", num_gist_tokens), ("chunk_tokens", chunk_tokens)) if v}
+        if adapter_dir is None:
+            return cls(model, tokenizer, GistConfig(**overrides), base_identity)
+        return cls._with_adapter(model, tokenizer, base_identity, adapter_dir, overrides)
+
+    @staticmethod
+    def _resolve_adapter(base: str, adapter: str | None) -> Path | None:
+        if adapter in (None, "none"):
+            return None
+        if adapter == "auto":
+            has_default = (DEFAULT_ADAPTER_DIR / "gist_config.json").is_file()
+            return DEFAULT_ADAPTER_DIR if base == "default" and has_default else None
+        path = DEFAULT_ADAPTER_DIR if adapter == "default" else Path(adapter)
+        if not (path / "gist_config.json").is_file():
+            raise ModelLoadError(f"adapter {adapter!r}: {path} has no gist_config.json; pass a directory written "
+                                 "by GistModel.save_adapter or the trainer, or adapter=None")
+        return path
+
+    @classmethod
+    def _with_adapter(cls, model, tokenizer, base_identity: str, adapter_dir: Path, overrides: dict) -> "GistModel":
+        from safetensors.torch import load_file
+
+        info = json.loads((adapter_dir / "gist_config.json").read_text())
+        gist = GistConfig.from_dict(info)
+        for key, value in overrides.items():
+            if getattr(gist, key) != value:
+                raise ModelLoadError(f"adapter {adapter_dir} was trained with {key}={getattr(gist, key)}; "
+                                     f"you asked for {key}={value}. Drop the argument or train another adapter")
+        trained_on = info.get("base_model", "")
+        if trained_on.split("#")[-1] != base_identity.split("#")[-1]:
+            raise ModelLoadError(f"adapter {adapter_dir} was trained on base model {trained_on!r}, "
+                                 f"but the loaded base model is {base_identity!r}")
+        if (adapter_dir / "adapter_config.json").is_file():
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=False)
+            model.eval()
+        rows = load_file(str(adapter_dir / "gist_embeddings.safetensors"))["gist_embeddings"]
+        return cls(model, tokenizer, gist, base_identity, _adapter_identity(adapter_dir), rows)
+
+    def add_lora(self, r: int = 16, alpha: int = 32, dropout: float = 0.0,
+                 target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")) -> None:
+        """Wrap the base model in a fresh trainable LoRA adapter and make the gist rows trainable."""
+        from peft import LoraConfig, get_peft_model
+
+        if hasattr(self.model, "peft_config"):
+            raise InputError("this GistModel already has an adapter; load the base with adapter=None to train anew")
+        cfg = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(target_modules),
+                         bias="none", task_type="CAUSAL_LM")
+        self.model = get_peft_model(self.model, cfg)
+        self.gist_embeddings.requires_grad_(True)
+        self.adapter_identity = "training"
+
+    def save_adapter(self, directory: str | Path) -> Path:
+        """Write the adapter (PEFT LoRA files, gist rows, gist config) to ``directory``."""
+        from safetensors.torch import save_file
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        if hasattr(self.model, "peft_config"):
+            self.model.save_pretrained(str(directory))
+        rows = self.gist_embeddings.detach().float().cpu().contiguous()
+        save_file({"gist_embeddings": rows}, str(directory / "gist_embeddings.safetensors"),
+                  metadata={"format": "gist-adapter", "format_version": str(FORMAT_VERSION)})
+        info = dict(self.gist.to_dict(), base_model=self.base_identity, format_version=FORMAT_VERSION)
+        (directory / "gist_config.json").write_text(json.dumps(info, indent=2))
+        return directory
+
+    def trainable_parameters(self) -> dict[str, int]:
+        """Trainable counts: gist rows, LoRA, and their total (DESIGN invariant 4)."""
+        lora = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
+        rows = self.gist_embeddings.numel() if self.gist_embeddings.requires_grad else 0
+        return {"gist_rows": rows, "lora": lora, "total": rows + lora}
+
+    # ------------------------------------------------------------------ helpers used by compress/generate
+    @property
+    def device(self) -> torch.device:
+        return self.gist_embeddings.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.model.get_input_embeddings().weight.dtype
+
+    @property
+    def cache_identity(self) -> dict:
+        """What a cache made by this model records, and what loading a cache checks."""
+        return {"base_model": self.base_identity, "adapter": self.adapter_identity,
+                "num_gist_tokens": self.gist.num_gist_tokens, "chunk_tokens": self.gist.chunk_tokens,
+                "dtype": str(self.dtype).replace("torch.", ""), "format_version": FORMAT_VERSION}
+
+    def base_mode(self):
+        """Context manager: the frozen base model (LoRA disabled) inside, the adapter outside."""
+        if hasattr(self.model, "disable_adapter"):
+            return self.model.disable_adapter()
+        return contextlib.nullcontext()
+
+    def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """(B, T) ids -> (B, T, hidden) input embeddings."""
+        return self.model.get_input_embeddings()(input_ids)
+
+    def gist_embeds(self, batch: int) -> torch.Tensor:
+        """(batch, k, hidden) gist embeddings in the model's dtype."""
+        return self.gist_embeddings.to(self.dtype)[None].expand(batch, -1, -1)
+
+    def kv_bytes_per_token(self) -> int:
+        """Bytes of keys plus values that one token costs in the KV cache, over all layers."""
+        cfg = self.model.config.get_text_config()
+        head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+        kv_heads = getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
+        return 2 * cfg.num_hidden_layers * kv_heads * head_dim * torch.finfo(self.dtype).bits // 8
+
+    # ------------------------------------------------------------------ the public engine
+    def compress(self, text: str, batch_size: int = 8, progress: bool = False):
+        """Compress a text into one GistCache (its chunks' gist caches, concatenated)."""
+        from .compress import compress_text
+
+        return compress_text(self, text, batch_size=batch_size, progress=progress)
+
+    def generate(self, question: str, caches=None, max_new_tokens: int = 64, stream: bool = False, **kwargs):
+        """Answer ``question`` from gist caches only; see :func:`gist_memory.generate.generate`."""
+        from .generate import generate
+
+        return generate(self, question, caches, max_new_tokens=max_new_tokens, stream=stream, **kwargs)

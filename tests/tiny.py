@@ -1,0 +1,59 @@
+"""Tiny randomly initialised models and a byte-level tokenizer, built in-process (no downloads)."""
+
+from __future__ import annotations
+
+import torch
+
+SPECIALS = ["<|pad|>", "<|end|>", "<|user|>", "<|assistant|>"]
+CHAT_TEMPLATE = ("{% for m in messages %}<|user|>{{ m['content'] }}<|end|>{% endfor %}"
+                 "{% if add_generation_prompt %}<|assistant|>{% endif %}")
+
+
+def tiny_tokenizer():
+    """Byte-level tokenizer: 256 byte tokens plus chat specials; any text round-trips."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    tok = Tokenizer(models.BPE(vocab={ch: i for i, ch in enumerate(alphabet)}, merges=[]))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<|pad|>", eos_token="<|end|>",
+                                   additional_special_tokens=SPECIALS[2:])
+    fast.chat_template = CHAT_TEMPLATE
+    return fast
+
+
+def tiny_llama(vocab_size: int, seed: int = 0, layers: int = 2, arch: str = "llama"):
+    """A 2-layer model with grouped-query attention, fp32, eval mode."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    cfg = AutoConfig.for_model(arch, vocab_size=vocab_size, hidden_size=64, intermediate_size=128,
+                               num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
+                               max_position_embeddings=2048, pad_token_id=0, eos_token_id=1,
+                               tie_word_embeddings=True)
+    cfg._attn_implementation = "sdpa"
+    return AutoModelForCausalLM.from_config(cfg).eval()
+
+
+def tiny_gist_model(k: int = 4, chunk_tokens: int = 48, lora: bool = True, seed: int = 0, arch: str = "llama"):
+    """A GistModel on a tiny random base; with ``lora`` its LoRA weights are random, so the
+    adapter changes the output and a base/adapter mix-up shows in the parity test."""
+    from gist_memory.config import GistConfig
+    from gist_memory.loading import model_fingerprint
+    from gist_memory.model import GistModel
+
+    tok = tiny_tokenizer()
+    base = tiny_llama(len(tok), seed=seed, arch=arch)
+    gm = GistModel(base, tok, GistConfig(num_gist_tokens=k, chunk_tokens=chunk_tokens),
+                   model_fingerprint(base, f"tiny-{arch}-{seed}"))
+    if lora:
+        gm.add_lora(r=4, alpha=8)
+        gen = torch.Generator().manual_seed(seed + 1)
+        with torch.no_grad():
+            for name, p in gm.model.named_parameters():
+                if "lora_B" in name:
+                    p.copy_(torch.randn(p.shape, generator=gen) * 0.2)
+        gm.eval()
+    return gm
