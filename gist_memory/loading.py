@@ -123,12 +123,25 @@ def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype
     return _DTYPES[dtype]
 
 
+def _check_local_path(path: str) -> None:
+    """Refuse a base that names a local path but no model directory, before transformers takes it
+    for a hub id and answers with a message about repo-id syntax."""
+    local = Path(path).expanduser()
+    if local.is_dir() and not (local / "config.json").is_file():
+        raise ModelLoadError(f"{path} is a directory but not a model directory (no config.json); pass a "
+                             "directory written by save_pretrained, a Hugging Face id, or 'default'")
+    if not local.is_dir() and (local.exists() or path.startswith((".", "~", os.sep))):
+        raise ModelLoadError(f"{path}: no such model directory; pass an existing directory, a Hugging Face id "
+                             "such as HuggingFaceTB/SmolLM2-135M-Instruct, or 'default'")
+
+
 def load_base(base: str, device: torch.device, dtype: torch.dtype, load_in_4bit: bool = False):
     """Load ``(model, tokenizer, label)`` for 'default', a Hugging Face id or a local directory."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = default_model_dir() if base == "default" else base
     label = DEFAULT_MODEL_NAME if base == "default" else str(base)
+    _check_local_path(str(path))
     kwargs: dict = {"dtype": dtype}
     if load_in_4bit:
         try:
@@ -142,7 +155,7 @@ def load_base(base: str, device: torch.device, dtype: torch.dtype, load_in_4bit:
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
         model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
-    except OSError as exc:
+    except (OSError, ValueError) as exc:  # ValueError: hub id syntax, a directory with no tokenizer ...
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelLoadError(
             f"could not load base model {base!r} ({first}). Pass 'default' for the embedded model, a local "
