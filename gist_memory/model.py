@@ -202,6 +202,12 @@ class GistModel(nn.Module):
         kv_heads = getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
         return 2 * cfg.num_hidden_layers * kv_heads * head_dim * torch.finfo(self.dtype).bits // 8
 
+    def forward(self, batch) -> torch.Tensor:
+        """Training loss of a collated ``recipe.GistBatch`` (so DDP/accelerate can wrap the model)."""
+        from .recipe import episode_loss
+
+        return episode_loss(self, batch)
+
     # ------------------------------------------------------------------ the public engine
     def compress(self, text: str, batch_size: int = 8, progress: bool = False):
         """Compress a text into one GistCache (its chunks' gist caches, concatenated)."""

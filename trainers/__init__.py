@@ -1,0 +1,1 @@
+"""Training gist adapters: data from real text, the frozen-base recipe, checkpoints, configs."""

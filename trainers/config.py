@@ -1,0 +1,127 @@
+"""Training configuration: one typed dataclass, validated on construction, loadable from YAML.
+
+Imports without torch, so configs can be parsed and checked anywhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+TASKS = ("niah", "fact", "qa", "recon", "theme")
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One curriculum stage, active until ``until_step``.
+
+    Attributes:
+        until_step: the stage applies to steps below this.
+        min_tokens, max_tokens: range of a chunk's context length in tokens.
+        max_chunks: an episode holds 1..max_chunks chunks, each compressed independently.
+    """
+
+    until_step: int
+    min_tokens: int
+    max_tokens: int
+    max_chunks: int = 1
+
+    def __post_init__(self) -> None:
+        if self.until_step < 1:
+            raise ValueError(f"stage.until_step must be >= 1, got {self.until_step}")
+        if not 1 <= self.min_tokens <= self.max_tokens:
+            raise ValueError(f"stage needs 1 <= min_tokens <= max_tokens, got {self.min_tokens}, {self.max_tokens}")
+        if self.max_chunks < 1:
+            raise ValueError(f"stage.max_chunks must be >= 1, got {self.max_chunks}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run needs; the defaults run on a laptop CPU.
+
+    Attributes:
+        base: 'default', a Hugging Face id or a local model directory.
+        out_dir: run directory (config, checkpoints, log, plot, final adapter).
+        num_gist_tokens: k gist tokens per chunk.
+        chunk_tokens: longest chunk; chunk lengths in ``stages`` must not exceed it.
+        lora_r, lora_alpha, lora_targets: the LoRA adapter.
+        lr: peak learning rate (linear warm-up, cosine decay to 10%).
+        warmup_steps: warm-up length.
+        steps: optimiser steps in total.
+        batch_size: episodes per step.
+        grad_clip: gradient-norm clip.
+        stages: curriculum over chunk length and chunks per episode.
+        task_mix: relative weights of the tasks niah, fact, qa, recon, theme.
+        eval_every, eval_samples: validation through the real inference path.
+        save_every: checkpoint period (steps); the run resumes from the latest.
+        seed: seeds data and initialisation; data of step s depends only on (seed, s).
+        device, dtype: 'auto' picks CUDA/bf16 when available, else CPU/fp32.
+        load_in_4bit: QLoRA: NF4 base, paged 8-bit AdamW, gradient checkpointing (CUDA).
+        num_threads: torch CPU threads (0 = torch's default).
+    """
+
+    base: str = "default"
+    out_dir: str = "runs/default"
+    num_gist_tokens: int = 8
+    chunk_tokens: int = 512
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
+    lr: float = 1e-3
+    warmup_steps: int = 30
+    steps: int = 1000
+    batch_size: int = 1
+    grad_clip: float = 1.0
+    stages: tuple[Stage, ...] = (Stage(200, 64, 256), Stage(600, 128, 512, 2), Stage(1_000_000, 256, 512, 4))
+    task_mix: dict = field(default_factory=lambda: {"niah": 0.3, "fact": 0.4, "qa": 0.2, "recon": 0.1})
+    eval_every: int = 200
+    eval_samples: int = 16
+    save_every: int = 50
+    seed: int = 0
+    device: str = "auto"
+    dtype: str = "auto"
+    load_in_4bit: bool = False
+    num_threads: int = 0
+
+    def __post_init__(self) -> None:
+        stages = tuple(s if isinstance(s, Stage) else Stage(**s) for s in self.stages)
+        object.__setattr__(self, "stages", stages)
+        object.__setattr__(self, "lora_targets", tuple(self.lora_targets))
+        positive = ("num_gist_tokens", "chunk_tokens", "lora_r", "lora_alpha", "steps", "batch_size",
+                    "eval_every", "save_every")
+        for name in positive:
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+        if not stages:
+            raise ValueError("stages must hold at least one curriculum stage")
+        if any(s.max_tokens > self.chunk_tokens for s in stages):
+            raise ValueError(f"a stage's max_tokens exceeds chunk_tokens={self.chunk_tokens}")
+        if [s.until_step for s in stages] != sorted(s.until_step for s in stages):
+            raise ValueError("stages must be ordered by until_step")
+        unknown = set(self.task_mix) - set(TASKS)
+        if unknown or not self.task_mix or any(w < 0 for w in self.task_mix.values()):
+            raise ValueError(f"task_mix needs non-negative weights for tasks among {TASKS}, got {self.task_mix}")
+
+    def stage(self, step: int) -> Stage:
+        """The curriculum stage of ``step`` (the last stage past the end)."""
+        return next((s for s in self.stages if step < s.until_step), self.stages[-1])
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["lora_targets"] = list(self.lora_targets)
+        return out
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, **overrides) -> "TrainConfig":
+        """Read a YAML config; keyword overrides win. Unknown keys are an error."""
+        import yaml
+
+        data = yaml.safe_load(Path(path).read_text()) or {}
+        data.update({k: v for k, v in overrides.items() if v is not None})
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"{path}: unknown config keys {unknown}; valid keys are {sorted(known)}")
+        return cls(**data)

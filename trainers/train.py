@@ -1,0 +1,268 @@
+"""Train a gist adapter: LoRA plus k gist rows, by the frozen-base recipe (DESIGN).
+
+    python -m trainers.train --config trainers/configs/default.yaml            # CPU or one GPU
+    accelerate launch -m trainers.train --config trainers/configs/gist25.yaml  # several GPUs
+
+A run directory describes itself (config.yaml, run.json with seed, git hash, versions and base
+model identity), keeps a JSONL log, a checkpoint every ``save_every`` steps (written to a temp
+directory and swapped in, so a crash never leaves a broken one), validation through the real
+compress-then-generate inference path, a loss/accuracy plot, and the final adapter in
+``adapter/``. Re-running the same command resumes from the checkpoint to the same state.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import shutil
+import time
+from pathlib import Path
+
+import torch
+
+from gist_memory.cache import GistCache
+from gist_memory.compress import compress_chunks
+from gist_memory.model import GistModel
+from gist_memory.recipe import collate, episode_loss
+from gist_memory.tasks import contains_match
+
+from .config import TrainConfig
+from .data import make_sample, step_samples, to_episode, training_documents
+
+
+def lr_at(cfg: TrainConfig, step: int) -> float:
+    """Linear warm-up, then cosine decay to 10% of the peak."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    t = (step - cfg.warmup_steps) / max(cfg.steps - cfg.warmup_steps, 1)
+    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(t, 1.0))))
+
+
+def build_model(cfg: TrainConfig, model: GistModel | None = None) -> GistModel:
+    """The base model with a fresh LoRA and trainable gist rows (or ``model``, for tests)."""
+    if model is None:
+        model = GistModel.from_pretrained(cfg.base, adapter=None, device=cfg.device, dtype=cfg.dtype,
+                                          load_in_4bit=cfg.load_in_4bit, num_gist_tokens=cfg.num_gist_tokens,
+                                          chunk_tokens=cfg.chunk_tokens)
+        if cfg.load_in_4bit:
+            from peft import prepare_model_for_kbit_training
+
+            model.model = prepare_model_for_kbit_training(model.model, use_gradient_checkpointing=True)
+        model.add_lora(r=cfg.lora_r, alpha=cfg.lora_alpha, target_modules=cfg.lora_targets)
+    return model
+
+
+def make_optimizer(cfg: TrainConfig, gm: GistModel):
+    params = [p for p in gm.parameters() if p.requires_grad]
+    if cfg.load_in_4bit and gm.device.type == "cuda":
+        import bitsandbytes as bnb
+
+        return bnb.optim.PagedAdamW8bit(params, lr=cfg.lr, weight_decay=0.0)
+    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
+
+
+# ---------------------------------------------------------------------------------- checkpoints
+def save_checkpoint(run: Path, gm: GistModel, optimizer, step: int) -> None:
+    """Adapter, optimizer state (safetensors, never pickle) and step; swapped in atomically."""
+    from safetensors.torch import save_file
+
+    tmp, final, old = run / "checkpoint.tmp", run / "checkpoint", run / "checkpoint.old"
+    shutil.rmtree(tmp, ignore_errors=True)
+    gm.save_adapter(tmp)
+    state = optimizer.state_dict()
+    tensors, scalars = {}, {}
+    for pid, entry in state["state"].items():
+        for key, value in entry.items():
+            if torch.is_tensor(value):
+                tensors[f"{pid}.{key}"] = value.detach().cpu().contiguous()
+            else:
+                scalars[f"{pid}.{key}"] = value
+    save_file(tensors, str(tmp / "optimizer.safetensors"))
+    (tmp / "trainer_state.json").write_text(json.dumps(
+        {"step": step, "param_groups": state["param_groups"], "scalars": scalars}, indent=1))
+    if final.exists():
+        os.replace(final, old)
+    os.replace(tmp, final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def load_checkpoint(run: Path, gm: GistModel, optimizer) -> int:
+    """Restore adapter, gist rows and optimizer from ``run/checkpoint``; returns the next step."""
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    ckpt = run / "checkpoint"
+    if not (ckpt / "trainer_state.json").is_file():
+        old = run / "checkpoint.old"  # a crash between the two renames leaves the previous one here
+        if not (old / "trainer_state.json").is_file():
+            return 0
+        ckpt = old
+    set_peft_model_state_dict(gm.model, load_file(str(ckpt / "adapter_model.safetensors"), device=str(gm.device)))
+    rows = load_file(str(ckpt / "gist_embeddings.safetensors"))["gist_embeddings"]
+    with torch.no_grad():
+        gm.gist_embeddings.copy_(rows.to(gm.gist_embeddings.dtype))
+    meta = json.loads((ckpt / "trainer_state.json").read_text())
+    tensors = load_file(str(ckpt / "optimizer.safetensors"), device=str(gm.device))
+    state: dict = {}
+    for name, value in list(tensors.items()) + list(meta["scalars"].items()):
+        pid, key = name.split(".", 1)
+        state.setdefault(int(pid), {})[key] = value.cpu() if key == "step" and torch.is_tensor(value) else value
+    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    return int(meta["step"])
+
+
+# ---------------------------------------------------------------------------------- validation
+def validation_samples(cfg: TrainConfig, tokenizer, n: int):
+    """A fixed validation set from the validation split: passkeys and held-out-phrasing facts."""
+    docs = training_documents("validation", seed=cfg.seed)
+    rng = random.Random(f"validation-{cfg.seed}")
+    stage = cfg.stages[-1]
+    return [make_sample(rng, "niah" if i % 2 == 0 else "fact", docs, tokenizer, stage, f"val-{i}",
+                        held_out_facts=True) for i in range(n)]
+
+
+@torch.no_grad()
+def validate(gm: GistModel, samples, chunk_tokens: int, max_new_tokens: int = 12) -> dict:
+    """Accuracy by task through the real inference path: compress each chunk, concat, generate."""
+    gm.eval()
+    hits: dict[str, list[bool]] = {}
+    for s in samples:
+        ep = to_episode(s, gm.tokenizer, chunk_tokens)
+        cache = GistCache.concat(compress_chunks(gm, ep.chunks))
+        answer = gm.generate(s.question, [cache], max_new_tokens=max_new_tokens).text
+        hits.setdefault(s.task, []).append(contains_match(answer, s.answer))
+    gm.train()
+    return {task: sum(v) / len(v) for task, v in hits.items()}
+
+
+def plot_log(log_path: Path, out_png: Path) -> None:
+    """Loss and validation accuracy against step."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
+    train = [r for r in rows if "loss" in r]
+    val = [r for r in rows if "val" in r]
+    fig, ax = plt.subplots(1, 2, figsize=(10, 3.5))
+    if train:
+        steps = [r["step"] for r in train]
+        losses = [r["loss"] for r in train]
+        win = max(len(losses) // 50, 1)
+        smooth = [sum(losses[max(0, i - win):i + 1]) / len(losses[max(0, i - win):i + 1]) for i in range(len(losses))]
+        ax[0].plot(steps, losses, alpha=0.3, label="loss")
+        ax[0].plot(steps, smooth, label=f"mean of {win}")
+        ax[0].set_yscale("log")
+        ax[0].set_xlabel("step")
+        ax[0].set_title("training loss (answer tokens)")
+        ax[0].legend()
+    for task in sorted({t for r in val for t in r["val"]}):
+        pts = [(r["step"], r["val"][task]) for r in val if task in r["val"]]
+        ax[1].plot(*zip(*pts), marker="o", label=task)
+    ax[1].set_ylim(-0.02, 1.02)
+    ax[1].set_xlabel("step")
+    ax[1].set_title("validation exact match (gists only)")
+    if val:
+        ax[1].legend()
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=110)
+    plt.close(fig)
+
+
+def run_metadata(cfg: TrainConfig, gm: GistModel) -> dict:
+    import subprocess
+
+    import peft
+    import transformers
+
+    try:
+        git = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        git = "unknown"
+    return {"git": git, "seed": cfg.seed, "base_model": gm.base_identity, "device": str(gm.device),
+            "dtype": str(gm.dtype), "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
+                                                 "peft": peft.__version__},
+            "trainable_parameters": gm.trainable_parameters(),
+            "data": "gist_memory.corpus train split (by source work), tasks per trainers.data.make_sample"}
+
+
+def train(cfg: TrainConfig, model: GistModel | None = None, progress: bool = True) -> Path:
+    """Run (or resume) training; returns the final adapter directory."""
+    from accelerate import Accelerator
+    from tqdm.auto import tqdm
+
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    run = Path(cfg.out_dir)
+    run.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+    gm = build_model(cfg, model)
+    optimizer = make_optimizer(cfg, gm)
+    start = load_checkpoint(run, gm, optimizer)
+    accelerator = Accelerator(cpu=gm.device.type == "cpu")
+    ddp_model, optimizer = accelerator.prepare(gm, optimizer)
+    import yaml
+
+    (run / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    (run / "run.json").write_text(json.dumps(run_metadata(cfg, gm), indent=2))
+    docs = training_documents("train", seed=cfg.seed)
+    val = validation_samples(cfg, gm.tokenizer, cfg.eval_samples) if cfg.eval_samples else []
+    log = (run / "log.jsonl").open("a")
+    bar = tqdm(total=cfg.steps, initial=start, desc="training", unit="step", disable=not progress)
+    gm.train()
+    for step in range(start, cfg.steps):
+        t0 = time.perf_counter()
+        episodes = [to_episode(s, gm.tokenizer, cfg.chunk_tokens) for s in step_samples(cfg, step, docs, gm.tokenizer)]
+        batch = collate(episodes, cfg.num_gist_tokens, gm.tokenizer.pad_token_id)
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(cfg, step)
+        loss = ddp_model(batch)
+        accelerator.backward(loss)
+        accelerator.clip_grad_norm_([p for p in gm.parameters() if p.requires_grad], cfg.grad_clip)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        row = {"step": step, "loss": float(loss), "lr": lr_at(cfg, step), "s": round(time.perf_counter() - t0, 3),
+               "ctx_tokens": int(sum(len(c) for e in episodes for c in e.chunks))}
+        log.write(json.dumps(row) + "\n")
+        bar.update(1)
+        bar.set_postfix(loss=f"{row['loss']:.3f}")
+        done = step + 1
+        if val and (done % cfg.eval_every == 0 or done == cfg.steps):
+            scores = validate(gm, val, cfg.chunk_tokens)
+            log.write(json.dumps({"step": done, "val": scores}) + "\n")
+            bar.write(f"step {done}: validation {scores}")
+        if done % cfg.save_every == 0 or done == cfg.steps:
+            log.flush()
+            save_checkpoint(run, gm, optimizer, done)
+    bar.close()
+    log.close()
+    plot_log(run / "log.jsonl", run / "training.png")
+    gm.adapter_identity = "trained"
+    return gm.save_adapter(run / "adapter")
+
+
+def main(config: str = "trainers/configs/default.yaml", out_dir: str | None = None, steps: int | None = None,
+         base: str | None = None, device: str | None = None, num_threads: int | None = None) -> None:
+    """Train a gist adapter from a YAML config (re-run the same command to resume).
+
+    Args:
+        config: YAML file with TrainConfig fields (see trainers/config.py).
+        out_dir: overrides the config's run directory.
+        steps: overrides the number of steps.
+        base: overrides the base model ('default', a Hugging Face id or a local directory).
+        device: overrides the device ('auto', 'cpu', 'cuda').
+        num_threads: CPU threads for torch (1 leaves a core free while you work beside it).
+    """
+    cfg = TrainConfig.from_yaml(config, out_dir=out_dir, steps=steps, base=base, device=device,
+                                num_threads=num_threads)
+    adapter = train(cfg)
+    print(f"adapter written to {adapter}")
+
+
+if __name__ == "__main__":
+    from jsonargparse import CLI
+
+    CLI(main)
