@@ -143,15 +143,21 @@ class GistCache:
                 keys = [fh.get_tensor(f"layers.{i}.keys") for i in range(n)]
                 values = [fh.get_tensor(f"layers.{i}.values") for i in range(n)]
                 positions = fh.get_tensor("positions")
+            version = int(header.get("format_version", -1))
+            numbers = int(header["next_position"]), int(header["context_tokens"])
+            meta = json.loads(header["meta"])
         except (SafetensorError, OSError, KeyError, ValueError, RuntimeError) as exc:
             if isinstance(exc, CacheFormatError):
                 raise
             raise CacheFormatError(f"{path}: not a readable gist cache (truncated or corrupted?): {exc}") from None
-        if int(header.get("format_version", -1)) != FORMAT_VERSION:
+        if version != FORMAT_VERSION:
             raise CacheFormatError(f"{path}: cache format version {header.get('format_version')} "
                                    f"is not supported (this gist-memory reads version {FORMAT_VERSION})")
-        cache = cls(keys, values, positions, int(header["next_position"]), int(header["context_tokens"]),
-                    json.loads(header["meta"]))
+        entries = positions.numel()
+        if positions.dim() != 1 or any(t.dim() != 3 or t.shape[1] != entries for t in keys + values):
+            raise CacheFormatError(f"{path}: corrupted gist cache (key/value shapes do not match "
+                                   f"{entries} positions)")
+        cache = cls(keys, values, positions, *numbers, meta)
         if expect is not None:
             check_compatible(expect, cache.meta, what=f"cache {path}")
         return cache
@@ -163,7 +169,9 @@ IDENTITY_KEYS = ("base_model", "adapter", "num_gist_tokens")
 def check_compatible(expected: dict, found: dict, what: str = "cache") -> None:
     """Raise CacheMismatchError when ``found`` was made by another model, adapter or k."""
     for key in IDENTITY_KEYS:
-        if str(expected.get(key)) != str(found.get(key)):
+        # Models and adapters are "label#digest": the label is how they were named (a path, a hub
+        # id), the digest of their weights is what they are; the same model under another path matches.
+        if str(expected.get(key)).split("#")[-1] != str(found.get(key)).split("#")[-1]:
             raise CacheMismatchError(
                 f"{what} was made with {key}={found.get(key)!r}, but this model has {key}={expected.get(key)!r}; "
                 "re-compress the text with this model, or load the model and adapter that made the cache")
