@@ -123,12 +123,23 @@ def _sample(logits: torch.Tensor, temperature: float, generator) -> int:
     return int(torch.multinomial(probs, 1, generator=generator))
 
 
+def _shown(full: str, stop: list[str]) -> str:
+    """The part of the decoded answer that is safe to show before the answer ends.
+
+    Held back: an unfinished UTF-8 character, and a tail that may still grow into a stop string
+    (so no piece of a stop string is ever streamed and then taken back).
+    """
+    shown = full[:-1] if full.endswith("\ufffd") else full
+    held = max((n for s in stop for n in range(1, len(s)) if shown.endswith(s[:n])), default=0)
+    return shown[:len(shown) - held]
+
+
 @torch.no_grad()
 def _decode(gm, ids: list[int], cache: GistCache | None, max_new_tokens: int, temperature: float,
             stop: list[str], seed: int, sink: TokenStream) -> Iterator[str]:
     t0 = time.perf_counter()
     generator = torch.Generator(device="cpu").manual_seed(seed)
-    stops, out, text, ttft = stop_token_ids(gm), [], "", 0.0
+    stops, out, full, text, ttft, hit = stop_token_ids(gm), [], "", "", 0.0, []
     logits, past, pos = forward_on_cache(gm, cache, ids)
     for step in range(max_new_tokens):
         token = _sample(logits[0, -1].cpu(), temperature, generator)
@@ -141,12 +152,20 @@ def _decode(gm, ids: list[int], cache: GistCache | None, max_new_tokens: int, te
         hit = [full.index(s) for s in stop if s in full]
         if hit:
             full = full[:min(hit)]
-        if not full.endswith("\ufffd") and len(full) > len(text):  # wait for whole UTF-8 characters
-            piece, text = full[len(text):], full
+            break
+        shown = _shown(full, stop)
+        if len(shown) > len(text):
+            piece, text = shown[len(text):], shown
             yield piece
-        if hit or step == max_new_tokens - 1:
+        if step == max_new_tokens - 1:
             break
         logits, past, pos = forward_on_cache(gm, None, [token], past=past, start=pos)
+    # The answer is over: a tail held back for a stop string that never came is shown now. Text
+    # before a stop string is complete; elsewhere a trailing unfinished character is dropped.
+    final = full if hit else _shown(full, [])
+    if len(final) > len(text):
+        piece, text = final[len(text):], final
+        yield piece
     total = time.perf_counter() - t0
     entries = cache.num_entries if cache is not None else 0
     sink.generation = Generation(text=text, token_ids=out, prompt_tokens=len(ids), kv_entries=entries,
