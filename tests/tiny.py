@@ -49,11 +49,43 @@ def tiny_gist_model(k: int = 4, chunk_tokens: int = 48, lora: bool = True, seed:
     gm = GistModel(base, tok, GistConfig(num_gist_tokens=k, chunk_tokens=chunk_tokens),
                    model_fingerprint(base, f"tiny-{arch}-{seed}"))
     if lora:
-        gm.add_lora(r=4, alpha=8)
-        gen = torch.Generator().manual_seed(seed + 1)
-        with torch.no_grad():
-            for name, p in gm.model.named_parameters():
-                if "lora_B" in name:
-                    p.copy_(torch.randn(p.shape, generator=gen) * 0.2)
-        gm.eval()
+        random_lora(gm, seed)
     return gm
+
+
+def random_lora(gm, seed: int = 0) -> None:
+    """Add a LoRA adapter with random (non-zero) B matrices, so it changes the model's output."""
+    gm.add_lora(r=4, alpha=8)
+    gen = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        for name, p in gm.model.named_parameters():
+            if "lora_B" in name:
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.2)
+    gm.eval()
+
+
+def save_tiny(directory, k: int = 4, chunk_tokens: int = 48, seed: int = 0, adapter: bool = True):
+    """Write a tiny base model (``directory/base``) and, with ``adapter``, a random gist adapter
+    for it (``directory/adapter``), as a user's model and trained adapter would be on disk.
+
+    Returns:
+        (base_dir, adapter_dir or None) as strings.
+    """
+    from pathlib import Path
+
+    from gist_memory.model import GistModel
+
+    base_dir, adapter_dir = Path(directory) / "base", Path(directory) / "adapter"
+    gm = tiny_gist_model(k=k, chunk_tokens=chunk_tokens, lora=False, seed=seed)
+    gm.model.save_pretrained(base_dir)
+    gm.tokenizer.save_pretrained(base_dir)
+    if not adapter:
+        return str(base_dir), None
+    loaded = GistModel.from_pretrained(str(base_dir), adapter=None, device="cpu", num_gist_tokens=k,
+                                       chunk_tokens=chunk_tokens)
+    random_lora(loaded, seed)
+    with torch.no_grad():  # trained gist rows differ from the untrained initial ones
+        noise = torch.randn(loaded.gist_embeddings.shape, generator=torch.Generator().manual_seed(seed))
+        loaded.gist_embeddings.add_(noise)
+    loaded.save_adapter(adapter_dir)
+    return str(base_dir), str(adapter_dir)
