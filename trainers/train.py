@@ -189,8 +189,13 @@ def run_metadata(cfg: TrainConfig, gm: GistModel) -> dict:
             "data": "gist_memory.corpus train split (by source work), tasks per trainers.data.make_sample"}
 
 
-def train(cfg: TrainConfig, model: GistModel | None = None, progress: bool = True) -> Path:
-    """Run (or resume) training; returns the final adapter directory."""
+def train(cfg: TrainConfig, model: GistModel | None = None, progress: bool = True,
+          stop_after: int | None = None) -> Path | None:
+    """Run (or resume) training; returns the final adapter directory.
+
+    ``stop_after`` ends this session after that many steps with a checkpoint (None if the run is
+    not finished), so a CPU run can be done in slices.
+    """
     from accelerate import Accelerator
     from tqdm.auto import tqdm
 
@@ -213,7 +218,8 @@ def train(cfg: TrainConfig, model: GistModel | None = None, progress: bool = Tru
     log = (run / "log.jsonl").open("a")
     bar = tqdm(total=cfg.steps, initial=start, desc="training", unit="step", disable=not progress)
     gm.train()
-    for step in range(start, cfg.steps):
+    end = cfg.steps if stop_after is None else min(cfg.steps, start + stop_after)
+    for step in range(start, end):
         t0 = time.perf_counter()
         episodes = [to_episode(s, gm.tokenizer, cfg.chunk_tokens) for s in step_samples(cfg, step, docs, gm.tokenizer)]
         batch = collate(episodes, cfg.num_gist_tokens, gm.tokenizer.pad_token_id)
@@ -224,7 +230,7 @@ def train(cfg: TrainConfig, model: GistModel | None = None, progress: bool = Tru
         accelerator.clip_grad_norm_([p for p in gm.parameters() if p.requires_grad], cfg.grad_clip)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        row = {"step": step, "loss": float(loss), "lr": lr_at(cfg, step), "s": round(time.perf_counter() - t0, 3),
+        row = {"step": step, "loss": loss.item(), "lr": lr_at(cfg, step), "s": round(time.perf_counter() - t0, 3),
                "ctx_tokens": int(sum(len(c) for e in episodes for c in e.chunks))}
         log.write(json.dumps(row) + "\n")
         bar.update(1)
@@ -234,18 +240,21 @@ def train(cfg: TrainConfig, model: GistModel | None = None, progress: bool = Tru
             scores = validate(gm, val, cfg.chunk_tokens)
             log.write(json.dumps({"step": done, "val": scores}) + "\n")
             bar.write(f"step {done}: validation {scores}")
-        if done % cfg.save_every == 0 or done == cfg.steps:
+        if done % cfg.save_every == 0 or done in (cfg.steps, end):
             log.flush()
             save_checkpoint(run, gm, optimizer, done)
     bar.close()
     log.close()
+    if end < cfg.steps:
+        return None
     plot_log(run / "log.jsonl", run / "training.png")
     gm.adapter_identity = "trained"
     return gm.save_adapter(run / "adapter")
 
 
 def main(config: str = "trainers/configs/default.yaml", out_dir: str | None = None, steps: int | None = None,
-         base: str | None = None, device: str | None = None, num_threads: int | None = None) -> None:
+         base: str | None = None, device: str | None = None, num_threads: int | None = None,
+         stop_after: int | None = None) -> None:
     """Train a gist adapter from a YAML config (re-run the same command to resume).
 
     Args:
@@ -255,11 +264,12 @@ def main(config: str = "trainers/configs/default.yaml", out_dir: str | None = No
         base: overrides the base model ('default', a Hugging Face id or a local directory).
         device: overrides the device ('auto', 'cpu', 'cuda').
         num_threads: CPU threads for torch (1 leaves a core free while you work beside it).
+        stop_after: train at most this many steps now, then checkpoint and exit (resume later).
     """
     cfg = TrainConfig.from_yaml(config, out_dir=out_dir, steps=steps, base=base, device=device,
                                 num_threads=num_threads)
-    adapter = train(cfg)
-    print(f"adapter written to {adapter}")
+    adapter = train(cfg, stop_after=stop_after)
+    print(f"adapter written to {adapter}" if adapter else f"checkpoint written to {cfg.out_dir}/checkpoint; re-run to resume")
 
 
 if __name__ == "__main__":
