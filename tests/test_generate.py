@@ -1,0 +1,78 @@
+"""Answering from gist caches: streaming, stop strings, timings, bad questions."""
+
+import pytest
+
+from gist_memory import Generation, InputError
+from gist_memory.generate import TokenStream
+from tiny import tiny_gist_model
+
+TEXT = "The quick brown fox jumps over the lazy dog. " * 3
+# A random tiny model answers with random bytes; sampling (seeded) makes a long, varied answer,
+# with multi-byte characters split over several tokens.
+SAMPLED = dict(max_new_tokens=40, temperature=1.0, seed=0)
+
+
+@pytest.fixture(scope="module")
+def gm():
+    return tiny_gist_model()
+
+
+@pytest.fixture(scope="module")
+def cache(gm):
+    return gm.compress(TEXT)
+
+
+def test_stream_pieces_join_to_the_answer(gm, cache):
+    whole = gm.generate("What jumps?", [cache], **SAMPLED)
+    stream = gm.generate("What jumps?", [cache], stream=True, **SAMPLED)
+    assert isinstance(stream, TokenStream)
+    pieces = list(stream)
+    assert len(pieces) > 1 and all(pieces)
+    assert "".join(pieces) == whole.text == stream.generation.text
+    assert stream.generation.token_ids == whole.token_ids
+
+
+def test_timings_and_costs_are_reported(gm, cache):
+    out = gm.generate("What jumps?", [cache], **SAMPLED)
+    assert isinstance(out, Generation)
+    assert len(out.token_ids) == SAMPLED["max_new_tokens"]
+    assert 0 < out.ttft_s <= out.total_s and out.tokens_per_s > 0
+    assert out.kv_entries == cache.num_entries and out.kv_bytes == cache.nbytes
+    assert out.prompt_tokens > 0
+
+
+def test_stop_strings_end_the_answer_and_are_not_shown(gm, cache):
+    text = gm.generate("What jumps?", [cache], **SAMPLED).text
+    stops = [text[i:i + 2] for i in range(1, len(text) - 2) if "\ufffd" not in text[i:i + 2]]
+    assert len(stops) >= 5
+    for stop in stops:
+        expected = text[:text.index(stop)]
+        assert gm.generate("What jumps?", [cache], stop=[stop], **SAMPLED).text == expected
+        streamed = gm.generate("What jumps?", [cache], stop=[stop], stream=True, **SAMPLED)
+        assert "".join(streamed) == expected  # no piece of a stop string is streamed and taken back
+    assert gm.generate("What jumps?", [cache], stop=["never said"], **SAMPLED).text == text
+
+
+def test_greedy_is_deterministic(gm, cache):
+    a = gm.generate("What jumps?", [cache], max_new_tokens=8)
+    b = gm.generate("What jumps?", cache, max_new_tokens=8)  # a single cache works as well as a list
+    assert a.token_ids == b.token_ids
+
+
+@pytest.mark.parametrize("question", ["", "   \n\t"])
+def test_empty_question_is_refused(gm, cache, question):
+    with pytest.raises(InputError, match="question is empty"):
+        gm.generate(question, [cache])
+
+
+def test_bad_arguments_are_refused(gm, cache):
+    with pytest.raises(InputError, match="max_new_tokens"):
+        gm.generate("What jumps?", [cache], max_new_tokens=0)
+    with pytest.raises(InputError, match="GistCache"):
+        gm.generate("What jumps?", ["not a cache"])
+
+
+@pytest.mark.parametrize("text", ["", "  \n\n  "])
+def test_empty_text_is_refused(gm, text):
+    with pytest.raises(InputError, match="empty or whitespace-only"):
+        gm.compress(text)
