@@ -1,7 +1,7 @@
 """Train a gist adapter: LoRA plus k gist rows, by the frozen-base recipe (DESIGN).
 
-    python -m trainers.train --config trainers/configs/default.yaml            # CPU or one GPU
-    accelerate launch -m trainers.train --config trainers/configs/gist25.yaml  # several GPUs
+    python -m trainers.train --recipe trainers/configs/default.yaml            # CPU or one GPU
+    accelerate launch -m trainers.train --recipe trainers/configs/gist25.yaml  # several GPUs
 
 A run directory describes itself (config.yaml, run.json with seed, git hash, versions and base
 model identity), keeps a JSONL log, a checkpoint every ``save_every`` steps (written to a temp
@@ -252,13 +252,14 @@ def train(cfg: TrainConfig, model: GistModel | None = None, progress: bool = Tru
     return gm.save_adapter(run / "adapter")
 
 
-def main(config: str = "trainers/configs/default.yaml", out_dir: str | None = None, steps: int | None = None,
+def main(recipe: str = "trainers/configs/default.yaml", out_dir: str | None = None, steps: int | None = None,
          base: str | None = None, device: str | None = None, num_threads: int | None = None,
          stop_after: int | None = None) -> None:
     """Train a gist adapter from a YAML config (re-run the same command to resume).
 
     Args:
-        config: YAML file with TrainConfig fields (see trainers/config.py).
+        recipe: YAML file with TrainConfig fields (see trainers/config.py). (Named recipe, not
+            config: jsonargparse reserves --config for files of these CLI arguments.)
         out_dir: overrides the config's run directory.
         steps: overrides the number of steps.
         base: overrides the base model ('default', a Hugging Face id or a local directory).
@@ -266,7 +267,7 @@ def main(config: str = "trainers/configs/default.yaml", out_dir: str | None = No
         num_threads: CPU threads for torch (1 leaves a core free while you work beside it).
         stop_after: train at most this many steps now, then checkpoint and exit (resume later).
     """
-    cfg = TrainConfig.from_yaml(config, out_dir=out_dir, steps=steps, base=base, device=device,
+    cfg = TrainConfig.from_yaml(recipe, out_dir=out_dir, steps=steps, base=base, device=device,
                                 num_threads=num_threads)
     adapter = train(cfg, stop_after=stop_after)
     print(f"adapter written to {adapter}" if adapter else f"checkpoint written to {cfg.out_dir}/checkpoint; re-run to resume")
