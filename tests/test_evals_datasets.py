@@ -1,0 +1,130 @@
+"""Eval datasets: seeded builders over the test split only, and a JSONL loader with clear errors."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from evals.config import EvalConfig
+from evals.datasets import DatasetError, build, load_jsonl, write_jsonl
+from gist_memory.corpus import load_documents, split_documents
+from gist_memory.tasks import PASSKEY_QUESTION
+from tiny import tiny_tokenizer
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return tiny_tokenizer()  # byte-level: one token per byte
+
+
+@pytest.fixture(scope="module")
+def held_out_ids() -> dict[str, set[str]]:
+    ids = {}
+    for lang in ("en", "ko"):
+        splits = split_documents(load_documents(lang))
+        ids[lang] = {d.doc_id for d in splits["test"]}
+        ids[lang + "-train"] = {d.doc_id for d in splits["train"] + splits["validation"]}
+    return ids
+
+
+def _n(tok, text):
+    return len(tok(text, add_special_tokens=False)["input_ids"])
+
+
+def test_niah_grid_is_seeded_and_only_uses_test_documents(tok, held_out_ids):
+    samples = build("niah", tok, limit=8, seed=1, lengths=(800, 1600), depths=(0.1, 0.9))
+    assert samples == build("niah", tok, limit=8, seed=1, lengths=(800, 1600), depths=(0.1, 0.9))
+    assert samples != build("niah", tok, limit=8, seed=2, lengths=(800, 1600), depths=(0.1, 0.9))
+    assert [(s.meta["context_length"], s.needle_position) for s in samples[:4]] == [
+        (800, 0.1), (800, 0.9), (1600, 0.1), (1600, 0.9)]
+    for s in samples:
+        assert s.task == "niah" and s.question == PASSKEY_QUESTION
+        assert re.fullmatch(r"\d{5}", s.answer) and s.needle in s.context and s.answer in s.needle
+        # haystack cut to the length, plus the planted sentence
+        assert _n(tok, s.context) <= s.meta["context_length"] + _n(tok, s.needle) + 1
+        used = set(s.source_id.split("+"))
+        assert used <= held_out_ids["en"] and not used & held_out_ids["en-train"]
+        depth = s.context.index(s.needle) / len(s.context)
+        assert abs(depth - s.needle_position) < 0.2
+
+
+def test_long_haystacks_join_several_documents(tok):
+    (s,) = build("niah", tok, limit=1, lengths=(30000,), depths=(0.5,))
+    assert "+" in s.source_id and _n(tok, s.context) > 25000
+
+
+def test_korean_niah_asks_in_korean(tok, held_out_ids):
+    samples = build("niah-ko", tok, limit=3, lengths=(600,))
+    for s in samples:
+        assert s.question == "비밀번호는 무엇입니까?" and s.needle.startswith("비밀번호는 ")
+        assert s.answer in s.needle and s.needle in s.context
+        assert re.search(r"[\uac00-\ud7a3]{20}", s.context.replace(" ", ""))
+        assert set(s.source_id.split("+")) <= held_out_ids["ko"]
+
+
+def test_theme_samples_cover_distinct_works_first(tok, held_out_ids):
+    samples = build("theme", tok, limit=6, theme_tokens=300)
+    assert len({s.id for s in samples}) == 6 and all(s.task == "theme" for s in samples)
+    assert {s.source_id for s in samples} <= held_out_ids["en"]
+    assert all(_n(tok, s.context) <= 300 and s.answer not in s.context for s in samples)
+
+
+def test_jsonl_round_trip_and_limit(tok, tmp_path):
+    samples = build("niah", tok, limit=3, lengths=(200,))
+    path = write_jsonl(samples, tmp_path / "d.jsonl")
+    assert load_jsonl(path) == samples
+    assert load_jsonl(path, limit=2) == samples[:2]
+    assert build(str(path), tok, limit=1) == samples[:1]
+
+
+def test_longbench_lines_load_as_qa(tmp_path):
+    path = tmp_path / "lb.jsonl"
+    path.write_text(json.dumps({"_id": "a1", "input": "Who?", "context": "Ann wrote it.", "answers": ["Ann", "A."],
+                                "dataset": "narrativeqa", "length": 3}) + "\n")
+    (s,) = load_jsonl(path)
+    assert (s.id, s.task, s.question, s.answer) == ("a1", "qa", "Who?", "Ann")
+    assert s.meta["answers"] == ["Ann", "A."]
+
+
+@pytest.mark.parametrize("line, message", [
+    ({"id": "x", "task": "qa", "context": "c", "question": "q"}, r"line 2: missing field 'answer'"),
+    ({"id": "x", "task": "poem", "context": "c", "question": "q", "answer": "a"}, r"line 2: field 'task' is 'poem'"),
+    ({"id": "x", "task": "qa", "context": " ", "question": "q", "answer": "a"}, r"line 2: field 'context' is empty"),
+    ({"id": "x", "task": "niah", "context": "c", "question": "q", "answer": "a", "needle_position": 3},
+     r"line 2: field 'needle_position' must be a number in \[0, 1\]"),
+    ({"id": "first", "task": "qa", "context": "c", "question": "q", "answer": "a"}, r"line 2: id 'first' is already"),
+    ("not json", r"line 2: not valid JSON"),
+])
+def test_bad_jsonl_lines_name_line_and_field(tmp_path, line, message):
+    good = {"id": "first", "task": "qa", "context": "c", "question": "q", "answer": "a"}
+    path = tmp_path / "bad.jsonl"
+    path.write_text(json.dumps(good) + "\n" + (line if isinstance(line, str) else json.dumps(line)) + "\n")
+    with pytest.raises(DatasetError, match=message):
+        load_jsonl(path)
+
+
+def test_empty_and_missing_datasets_are_refused(tok, tmp_path):
+    (tmp_path / "empty.jsonl").write_text("\n")
+    with pytest.raises(DatasetError, match="has no samples"):
+        load_jsonl(tmp_path / "empty.jsonl")
+    with pytest.raises(DatasetError, match="does not exist"):
+        build(str(tmp_path / "nope.jsonl"), tok)
+    with pytest.raises(DatasetError, match="unknown dataset 'squad'"):
+        build("squad", tok)
+
+
+@pytest.mark.parametrize("kwargs, field", [
+    ({"mode": "fast"}, "mode"), ({"limit": 0}, "limit"), ({"top_k": 0}, "top_k"), ({"dataset": " , "}, "dataset"),
+    ({"lengths": "1k"}, "lengths"), ({"depths": "0.5,1.0"}, "depths"), ({"sweep_gist_tokens": "0,4"}, "sweep"),
+    ({"adapter_dir_pattern": "adapters/k"}, "adapter_dir_pattern"), ({"gist_tokens": 0}, "gist_tokens"),
+])
+def test_config_names_the_bad_field(kwargs, field):
+    with pytest.raises(ValueError, match=field):
+        EvalConfig(**kwargs)
+
+
+def test_config_command_reproduces_the_config():
+    cfg = EvalConfig(mode="all", limit=20, top_k=3, progress=False)
+    assert cfg.command() == "python evals/run.py --mode all --limit 20 --top-k 3 --progress false"
