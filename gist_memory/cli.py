@@ -56,7 +56,8 @@ class _Parser(ArgumentParser):
         return super().add_argument(*args, *extra, **kwargs)
 
 
-def _human(nbytes: float) -> str:
+def human_bytes(nbytes: float) -> str:
+    """``15360`` -> ``15.0 KiB``."""
     for unit in ("B", "KiB", "MiB", "GiB"):
         if nbytes < 1024 or unit == "GiB":
             return f"{nbytes:.0f} {unit}" if unit == "B" else f"{nbytes:.1f} {unit}"
@@ -126,8 +127,8 @@ def compress(file: str, output: str | None = None, model: str = "default", adapt
     cache.meta["source"] = _model_source(model, adapter, gm)
     output = cache.save(output or Path(file).with_suffix(".gist"))
     print(f"{file}: {cache.context_tokens} tokens in {cache.meta['chunks']} chunk(s) -> {cache.num_entries} gist KV "
-          f"entries, {_human(cache.nbytes)} ({cache.compression_ratio:.0f}x fewer than the full context's "
-          f"{_human(cache.full_context_nbytes)}) in {seconds:.1f} s -> {output}")
+          f"entries, {human_bytes(cache.nbytes)} ({cache.compression_ratio:.0f}x fewer than the full context's "
+          f"{human_bytes(cache.full_context_nbytes)}) in {seconds:.1f} s -> {output}")
 
 
 def ask(cache: str, question: str, max_new_tokens: int = 64, stream: bool = False, model: str | None = None,
@@ -166,8 +167,8 @@ def ask(cache: str, question: str, max_new_tokens: int = 64, stream: bool = Fals
         answer = gm.generate(question, [memory], max_new_tokens=max_new_tokens)
         print(answer.text)
     print(f"[{answer.ttft_s * 1000:.0f} ms to first token, {answer.tokens_per_s:.1f} tokens/s, "
-          f"{len(answer.token_ids)} tokens; memory: {answer.kv_entries} gist KV entries, {_human(answer.kv_bytes)}]",
-          file=sys.stderr)
+          f"{len(answer.token_ids)} tokens; memory: {answer.kv_entries} gist KV entries, "
+          f"{human_bytes(answer.kv_bytes)}]", file=sys.stderr)
 
 
 def _position_runs(positions: list[int]) -> str:
@@ -199,11 +200,11 @@ def info(cache: str) -> None:
     meta = dict(memory.meta)
     source = meta.pop("source", None)
     rows = [
-        ("file", f"{cache} ({_human(Path(cache).stat().st_size)})"),
+        ("file", f"{cache} ({human_bytes(Path(cache).stat().st_size)})"),
         ("context tokens", f"{memory.context_tokens} in {meta.pop('chunks', 1)} chunk(s)"),
         ("gist KV entries", f"{memory.num_entries} per layer, {memory.num_layers} layers"),
-        ("gist KV bytes", f"{memory.nbytes} ({_human(memory.nbytes)})"),
-        ("full-context KV", f"{memory.full_context_nbytes} ({_human(memory.full_context_nbytes)})"),
+        ("gist KV bytes", f"{memory.nbytes} ({human_bytes(memory.nbytes)})"),
+        ("full-context KV", f"{memory.full_context_nbytes} ({human_bytes(memory.full_context_nbytes)})"),
         ("compression", f"{memory.compression_ratio:.1f}x"),
         ("positions", _position_runs(memory.positions.tolist())),
         ("next position", str(memory.next_position)),

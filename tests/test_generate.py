@@ -13,13 +13,20 @@ SAMPLED = dict(max_new_tokens=40, temperature=1.0, seed=0)
 
 
 @pytest.fixture(scope="module")
-def gm():
-    return tiny_gist_model()
+def memory():
+    """A tiny model and a cache it compressed."""
+    gm = tiny_gist_model()
+    return gm, gm.compress(TEXT)
 
 
-@pytest.fixture(scope="module")
-def cache(gm):
-    return gm.compress(TEXT)
+@pytest.fixture
+def gm(memory):
+    return memory[0]
+
+
+@pytest.fixture
+def cache(memory):
+    return memory[1]
 
 
 def test_stream_pieces_join_to_the_answer(gm, cache):
