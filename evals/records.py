@@ -44,7 +44,3 @@ class Record:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "Record":
-        return cls(**data)

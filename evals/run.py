@@ -63,10 +63,20 @@ def _environment(device) -> dict:
     if device.type == "cuda":
         where = f"cuda: {torch.cuda.get_device_name(device)}"
     else:
-        where = f"cpu: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, " \
-                f"{os.cpu_count()} cores visible"
+        where = f"cpu: {_cpu_name()}, {torch.get_num_threads()} torch threads, {os.cpu_count()} cores visible"
     return {"date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "git_hash": git_hash,
             "versions": versions, "device": where, "platform": platform.platform()}
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 # --------------------------------------------------------------------------- models
