@@ -1,0 +1,62 @@
+"""GistMemoryCompressor: retrieved documents -> gist caches, for ContextualCompressionRetriever."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from langchain_core.callbacks import Callbacks
+from langchain_core.documents import BaseDocumentCompressor, Document
+from pydantic import Field, field_validator
+
+
+class GistMemoryCompressor(BaseDocumentCompressor):
+    """Compresses documents from any retriever into gist caches kept in a ``GistMemory``'s store.
+
+    Each returned document's ``page_content`` is a gist tag (``<gist id="..."/>``) and its metadata
+    gains ``cache_id``, so a prompt built the usual way (joining ``page_content``) hands
+    ``ChatGistMemory`` the caches instead of the text. Compression is content-addressed: a text
+    seen before, or a document from ``GistMemoryRetriever`` (it has a ``cache_id``), costs nothing.
+
+    Setup:
+        .. code-block:: python
+
+            from langchain_classic.retrievers import ContextualCompressionRetriever
+            from langchain_gist_memory import GistMemoryCompressor
+
+            retriever = ContextualCompressionRetriever(
+                base_compressor=GistMemoryCompressor(memory=memory),
+                base_retriever=any_vector_store.as_retriever())
+
+    Invoke:
+        .. code-block:: python
+
+            docs = retriever.invoke("vault code")
+            docs[0].page_content   # '<gist id="3f2a..."/>'
+            context = "\\n".join(d.page_content for d in docs)   # for ChatGistMemory
+    """
+
+    memory: Any = Field(description="The GistMemory whose model compresses and whose store keeps the caches, "
+                                    "or the path of a memory directory.", exclude=True)
+
+    @field_validator("memory", mode="before")
+    @classmethod
+    def _open_memory(cls, value: Any) -> Any:
+        from gist_memory.memory import as_memory
+
+        return as_memory(value)
+
+    def compress_documents(self, documents: Sequence[Document], query: str,
+                           callbacks: Callbacks | None = None) -> Sequence[Document]:
+        """The documents, in order, each standing for its gist cache (the query does not change them)."""
+        from gist_memory.memory import gist_ref
+
+        if not documents:
+            return []
+        known = {i: d.metadata["cache_id"] for i, d in enumerate(documents)
+                 if d.metadata.get("cache_id") and self.memory.store.has_cache(d.metadata["cache_id"])}
+        todo = [i for i in range(len(documents)) if i not in known]
+        if todo:
+            known.update(zip(todo, self.memory.compress_texts([documents[i].page_content for i in todo])))
+        return [Document(page_content=gist_ref(known[i]), id=d.id, metadata={**d.metadata, "cache_id": known[i]})
+                for i, d in enumerate(documents)]
