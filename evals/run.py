@@ -177,6 +177,9 @@ def evaluate(config: EvalConfig, model=None, embedder=None, command: str | None 
     notes: list[str] = []
     samples, first_model = None, None
     for i, k in enumerate(ks):
+        modes = [m for m in config.modes if i == 0 or m in ("gist", "hybrid")]  # rag and full ignore k
+        if not modes:
+            continue
         gm = _model_for(config, model, k, sweeping)
         if first_model is None:
             first_model = gm
@@ -186,9 +189,6 @@ def evaluate(config: EvalConfig, model=None, embedder=None, command: str | None 
             write_jsonl(samples, out / "samples.jsonl")
             if gm.adapter_identity in ("none", "training") and any(m in ("gist", "hybrid") for m in config.modes):
                 notes.append(_NO_ADAPTER_NOTE)
-        modes = [m for m in config.modes if i == 0 or m in ("gist", "hybrid")]  # rag and full ignore k
-        if not modes:
-            continue
         with GistMemory(model=gm, embedder=embed, top_k=config.top_k, device=config.device) as memory:
             desc = f"k={gm.gist.num_gist_tokens} " if sweeping else ""
             bar = tqdm(total=len(samples) * len(modes), desc=f"{desc}evaluating", unit="answer",
