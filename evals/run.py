@@ -43,7 +43,7 @@ _NO_ADAPTER_NOTE = ("No trained gist adapter was loaded: gist and hybrid modes r
 
 
 # --------------------------------------------------------------------------- environment
-def _environment(device) -> dict:
+def _environment() -> dict:
     root = Path(__file__).resolve().parent.parent
     try:
         git = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
@@ -58,14 +58,16 @@ def _environment(device) -> dict:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             pass
+    return {"date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "git_hash": git_hash,
+            "versions": versions, "platform": platform.platform()}
+
+
+def _device_name(device) -> str:
     import torch
 
     if device.type == "cuda":
-        where = f"cuda: {torch.cuda.get_device_name(device)}"
-    else:
-        where = f"cpu: {_cpu_name()}, {torch.get_num_threads()} torch threads, {os.cpu_count()} cores visible"
-    return {"date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "git_hash": git_hash,
-            "versions": versions, "device": where, "platform": platform.platform()}
+        return f"cuda: {torch.cuda.get_device_name(device)}"
+    return f"cpu: {_cpu_name()}, {torch.get_num_threads()} torch threads, {os.cpu_count()} cores visible"
 
 
 def _cpu_name() -> str:
@@ -167,6 +169,7 @@ def evaluate(config: EvalConfig, model=None, embedder=None, command: str | None 
     from gist_memory.memory import GistMemory
 
     torch.manual_seed(config.seed)
+    started = _environment()  # the commit and date of the code that runs, not of the moment it ends
     sweeping = bool(config.sweep)
     ks = config.sweep or (config.gist_tokens,)
     # Dataset files are read (and a bad line reported) before any model is loaded.
@@ -202,7 +205,8 @@ def evaluate(config: EvalConfig, model=None, embedder=None, command: str | None 
         notes += _try("offline RAGAS metrics", lambda: score_offline(records, embed))
     if config.judge:
         notes += _try("LLM-judged RAGAS metrics", lambda: score_judge(records, config.judge, config.judge_model))
-    return _write(config, out, records, notes, first_model, command)
+    started["device"] = _device_name(first_model.device)
+    return _write(config, out, records, notes, first_model, started, command)
 
 
 def _samples(config: EvalConfig, tokenizer, files: dict) -> list:
@@ -260,7 +264,8 @@ def _try(what: str, score: Callable[[], None]) -> list[str]:
     return []
 
 
-def _write(config: EvalConfig, out: Path, records: list[Record], notes: list[str], gm, command: str | None) -> dict:
+def _write(config: EvalConfig, out: Path, records: list[Record], notes: list[str], gm, environment: dict,
+           command: str | None) -> dict:
     from evals.plots import write_plots
 
     summaries = summarize(records, sweep=bool(config.sweep))
@@ -269,7 +274,7 @@ def _write(config: EvalConfig, out: Path, records: list[Record], notes: list[str
         "command": command or config.command(),
         "out": str(out),
         "config": config.to_dict(),
-        "environment": _environment(gm.device),
+        "environment": environment,
         "model": {"base": gm.base_identity, "adapter": gm.adapter_identity, "gist_tokens": gm.gist.num_gist_tokens,
                   "chunk_tokens": gm.gist.chunk_tokens, "dtype": str(gm.dtype).replace("torch.", ""),
                   "kv_bytes_per_token": gm.kv_bytes_per_token()},
