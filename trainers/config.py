@@ -19,12 +19,14 @@ class Stage:
         until_step: the stage applies to steps below this.
         min_tokens, max_tokens: range of a chunk's context length in tokens.
         max_chunks: an episode holds 1..max_chunks chunks, each compressed independently.
+        task_mix: this stage's task weights; None keeps the run's ``task_mix``.
     """
 
     until_step: int
     min_tokens: int
     max_tokens: int
     max_chunks: int = 1
+    task_mix: dict | None = None
 
     def __post_init__(self) -> None:
         if self.until_step < 1:
@@ -33,6 +35,15 @@ class Stage:
             raise ValueError(f"stage needs 1 <= min_tokens <= max_tokens, got {self.min_tokens}, {self.max_tokens}")
         if self.max_chunks < 1:
             raise ValueError(f"stage.max_chunks must be >= 1, got {self.max_chunks}")
+        if self.task_mix is not None:
+            check_task_mix(self.task_mix, "stage.task_mix")
+
+
+def check_task_mix(mix: dict, name: str) -> None:
+    """Raise ValueError unless ``mix`` gives non-negative weights to known tasks, some positive."""
+    unknown = set(mix) - set(TASKS)
+    if unknown or not any(w > 0 for w in mix.values()) or any(w < 0 for w in mix.values()):
+        raise ValueError(f"{name} needs non-negative weights for tasks among {TASKS}, some positive; got {mix}")
 
 
 @dataclass(frozen=True)
@@ -50,7 +61,7 @@ class TrainConfig:
         steps: optimiser steps in total.
         batch_size: episodes per step.
         grad_clip: gradient-norm clip.
-        stages: curriculum over chunk length and chunks per episode.
+        stages: curriculum over chunk length, chunks per episode and (optionally) task mix.
         task_mix: relative weights of the tasks niah, fact, qa, recon, theme.
         eval_every, eval_samples: validation through the real inference path.
         save_every: checkpoint period (steps); the run resumes from the latest.
@@ -100,13 +111,15 @@ class TrainConfig:
             raise ValueError(f"a stage's max_tokens exceeds chunk_tokens={self.chunk_tokens}")
         if [s.until_step for s in stages] != sorted(s.until_step for s in stages):
             raise ValueError("stages must be ordered by until_step")
-        unknown = set(self.task_mix) - set(TASKS)
-        if unknown or not self.task_mix or any(w < 0 for w in self.task_mix.values()):
-            raise ValueError(f"task_mix needs non-negative weights for tasks among {TASKS}, got {self.task_mix}")
+        check_task_mix(self.task_mix, "task_mix")
 
     def stage(self, step: int) -> Stage:
         """The curriculum stage of ``step`` (the last stage past the end)."""
         return next((s for s in self.stages if step < s.until_step), self.stages[-1])
+
+    def task_mix_at(self, step: int) -> dict:
+        """Task weights in force at ``step``."""
+        return self.stage(step).task_mix or self.task_mix
 
     def to_dict(self) -> dict:
         out = asdict(self)

@@ -67,9 +67,9 @@ def to_episode(sample: Sample, tokenizer, chunk_tokens: int) -> Episode:
 
 
 def step_samples(cfg: TrainConfig, step: int, docs: list[SourceDocument], tokenizer) -> list[Sample]:
-    """The batch of step ``step``: ``batch_size`` samples, tasks drawn by ``task_mix``."""
+    """The batch of step ``step``: ``batch_size`` samples, tasks drawn by the stage's task mix."""
     rng = random.Random(f"{cfg.seed}-{step}")
-    tasks, weights = zip(*[(t, w) for t, w in cfg.task_mix.items() if w > 0])
+    tasks, weights = zip(*[(t, w) for t, w in cfg.task_mix_at(step).items() if w > 0])
     stage = cfg.stage(step)
     return [make_sample(rng, rng.choices(tasks, weights)[0], docs, tokenizer, stage, f"s{step}-{i}")
             for i in range(cfg.batch_size)]
