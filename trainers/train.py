@@ -145,8 +145,9 @@ def plot_log(log_path: Path, out_png: Path) -> None:
     import matplotlib.pyplot as plt
 
     rows = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
-    train = [r for r in rows if "loss" in r]
-    val = [r for r in rows if "val" in r]
+    # A resumed run repeats the steps after its last checkpoint; the later record of a step wins.
+    train = sorted({r["step"]: r for r in rows if "loss" in r}.values(), key=lambda r: r["step"])
+    val = sorted({r["step"]: r for r in rows if "val" in r}.values(), key=lambda r: r["step"])
     fig, ax = plt.subplots(1, 2, figsize=(10, 3.5))
     if train:
         steps = [r["step"] for r in train]
