@@ -58,11 +58,10 @@ class _Parser(ArgumentParser):
 
 def human_bytes(nbytes: float) -> str:
     """``15360`` -> ``15.0 KiB``."""
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if nbytes < 1024 or unit == "GiB":
-            return f"{nbytes:.0f} {unit}" if unit == "B" else f"{nbytes:.1f} {unit}"
-        nbytes /= 1024
-    raise AssertionError("unreachable")
+    units, power = ("B", "KiB", "MiB", "GiB"), 0
+    while nbytes >= 1024 and power < len(units) - 1:
+        nbytes, power = nbytes / 1024, power + 1
+    return f"{nbytes:.0f} B" if power == 0 else f"{nbytes:.1f} {units[power]}"
 
 
 def _read_text(file: str) -> str:
@@ -127,8 +126,8 @@ def compress(file: str, output: str | None = None, model: str = "default", adapt
     cache.meta["source"] = _model_source(model, adapter, gm)
     output = cache.save(output or Path(file).with_suffix(".gist"))
     print(f"{file}: {cache.context_tokens} tokens in {cache.meta['chunks']} chunk(s) -> {cache.num_entries} gist KV "
-          f"entries, {human_bytes(cache.nbytes)} ({cache.compression_ratio:.0f}x fewer than the full context's "
-          f"{human_bytes(cache.full_context_nbytes)}) in {seconds:.1f} s -> {output}")
+          f"entries, {human_bytes(cache.nbytes)} ({cache.compression_ratio:.0f}x smaller than the full context's "
+          f"KV, {human_bytes(cache.full_context_nbytes)}) in {seconds:.1f} s -> {output}")
 
 
 def ask(cache: str, question: str, max_new_tokens: int = 64, stream: bool = False, model: str | None = None,
