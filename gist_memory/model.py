@@ -86,14 +86,19 @@ class GistModel(nn.Module):
             load_in_4bit: quantise the base model to NF4 with bitsandbytes (QLoRA-style).
             num_gist_tokens, chunk_tokens: gist configuration when no adapter fixes it.
         """
+        overrides = {k: v for k, v in (("num_gist_tokens", num_gist_tokens), ("chunk_tokens", chunk_tokens))
+                     if v is not None}
+        try:  # a bad value fails here, before a model is loaded for nothing
+            requested = GistConfig(**overrides)
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
         dev = resolve_device(device)
         dt = resolve_dtype(dtype, dev)
+        adapter_dir = cls._resolve_adapter(base, adapter)
         model, tokenizer, label = load_base(base, dev, dt, load_in_4bit)
         base_identity = model_fingerprint(model, label)
-        adapter_dir = cls._resolve_adapter(base, adapter)
-        overrides = {k: v for k, v in (("num_gist_tokens", num_gist_tokens), ("chunk_tokens", chunk_tokens)) if v}
         if adapter_dir is None:
-            return cls(model, tokenizer, GistConfig(**overrides), base_identity)
+            return cls(model, tokenizer, requested, base_identity)
         return cls._with_adapter(model, tokenizer, base_identity, adapter_dir, overrides)
 
     @staticmethod

@@ -123,3 +123,13 @@ def test_console_entry_point_exits_2_without_traceback(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [f"gist-memory: error: {empty} is empty (or only whitespace); "
                                                 "there is nothing to compress"]
+
+
+def test_bad_numbers_give_one_line_errors(model, tmp_path, capsys):
+    base, _ = model
+    doc = tmp_path / "doc.txt"
+    doc.write_text(TEXT)
+    assert "num_gist_tokens" in user_error(capsys, "compress", doc, "--model", base, "--gist-tokens", 0)
+    assert "batch_size" in user_error(capsys, "compress", doc, "--model", base, "--batch-size", 0)
+    run(capsys, "compress", doc, "--model", base, "--gist-tokens", 4, "--chunk-tokens", 48)
+    assert "max_new_tokens" in user_error(capsys, "ask", tmp_path / "doc.gist", "Why?", "--max-new-tokens", 0)

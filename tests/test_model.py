@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from gist_memory import GistModel, ModelLoadError
+from gist_memory import GistModel, InputError, ModelLoadError
 from gist_memory.generate import forward_on_cache, prompt_ids
 from tiny import save_tiny, tiny_gist_model
 
@@ -93,3 +93,9 @@ def test_load_in_4bit_on_cpu(saved):
     assert torch.isfinite(a).all() and a.shape == b.shape
     assert not torch.equal(a, b)  # NF4 really quantised the weights
     assert isinstance(q4.generate("What is the passkey?", [cache], max_new_tokens=4).text, str)
+
+
+@pytest.mark.parametrize("bad", [dict(num_gist_tokens=0), dict(chunk_tokens=4), dict(num_gist_tokens=1000)])
+def test_bad_gist_settings_fail_before_loading(bad):
+    with pytest.raises(InputError, match=next(iter(bad))):
+        GistModel.from_pretrained("./not/loaded/at/all", adapter=None, device="cpu", **bad)
