@@ -63,11 +63,15 @@ class GistModel(nn.Module):
 
     @staticmethod
     def initial_gist_rows(embedding: torch.Tensor, k: int, seed: int = 0) -> torch.Tensor:
-        """Untrained gist rows: the mean embedding plus small seeded noise (deterministic)."""
+        """Untrained gist rows: k distinct rows of the vocabulary, chosen by a seeded draw.
+
+        Distinct real embeddings break the symmetry between gists from the start; rows that all
+        begin near one vector (e.g. the mean embedding) stay near-identical in training and
+        carry about one token's worth of information between them.
+        """
         gen = torch.Generator().manual_seed(seed)
         emb = embedding.detach().float().cpu()
-        noise = torch.randn(k, emb.shape[1], generator=gen) * emb.std() * 0.1
-        return emb.mean(0, keepdim=True) + noise
+        return emb[torch.randperm(emb.shape[0], generator=gen)[:k]].clone()
 
     # ------------------------------------------------------------------ loading and saving
     @classmethod
