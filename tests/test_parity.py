@@ -81,11 +81,17 @@ def test_parity_bites_when_a_post_token_sees_one_context_token():
     assert parity_error(gm, episodes, allowed=leaky) > TOL
 
 
+# On the real model, float64 shows the two paths compute the same function (measured 6e-14);
+# float32 differs by rounding that 30 layers and a random LoRA amplify: measured 7e-5 to 3e-3 over
+# LoRA seeds, against logits of ~45, while letting one answer token see one context token moves
+# the logits by ~6. So float64 carries the sharp tolerance and float32 a loose one.
 @pytest.mark.slow
-def test_parity_default_model():
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-6), (torch.float32, 5e-3)], ids=["float64", "float32"])
+def test_parity_default_model(dtype, tol):
     from gist_memory import GistModel
 
-    gm = GistModel.from_pretrained("default", adapter=None, device="cpu", dtype="float32", num_gist_tokens=4,
+    torch.manual_seed(0)  # the LoRA A matrices are drawn from the global generator
+    gm = GistModel.from_pretrained("default", adapter=None, device="cpu", dtype=dtype, num_gist_tokens=4,
                                    chunk_tokens=64)
     random_lora(gm)  # so a base/adapter mix-up in either path changes the logits
     text = ("The lighthouse keeper wrote the passkey 48213 in the logbook before the storm. "
@@ -94,5 +100,4 @@ def test_parity_default_model():
     chunks_rows = [[ids[:64]], [ids[:40], ids[40:100]]]
     episodes = [Episode(chunks, prompt_ids(gm.tokenizer, "What is the passkey?"), answer_ids(gm.tokenizer, "48213"))
                 for chunks in chunks_rows]
-    # logits of this model reach ~45, so fp32 summation order alone differs by ~1e-5 to 1e-4
-    assert parity_error(gm, episodes) <= 2e-4
+    assert parity_error(gm, episodes) <= tol
