@@ -53,13 +53,14 @@ def _group(records: list[Record], key: Callable[[Record], object]) -> dict:
 
 
 def summarize(records: list[Record], sweep: bool = False) -> dict:
-    """Summary by row label, and breakdowns by task, by context length and (NIAH) by depth."""
+    """Summary by row label, and breakdowns by task, by task and context length, and (NIAH) by depth."""
     ordered = sorted(records, key=lambda r: (MODES.index(r.mode) if r.mode in MODES else len(MODES), r.gist_tokens))
     rows = _group(ordered, lambda r: label(r, sweep))
     summary = {name: aggregate(rs) for name, rs in rows.items()}
     by_task = {name: {task: aggregate(g) for task, g in sorted(_group(rs, lambda r: r.task).items())}
                for name, rs in rows.items()}
-    by_length = {name: {str(n): aggregate(g) for n, g in sorted(_group(rs, lambda r: r.context_length).items())}
+    by_length = {name: {f"{task} {n}": aggregate(g)
+                        for (task, n), g in sorted(_group(rs, lambda r: (r.task, r.context_length)).items())}
                  for name, rs in rows.items()}
     needle: dict = {}
     for name, rs in rows.items():
@@ -116,9 +117,9 @@ def render_markdown(results: dict) -> str:
     out += ["## By task", ""]
     task_rows = {f"{name} / {task}": agg for name, tasks in s["by_task"].items() for task, agg in tasks.items()}
     out += _table(task_rows, QUALITY + [METRICS["ttft_s"]], "mode / task") + [""]
-    out += ["## By context length (tokens)", ""]
+    out += ["## By task and context length (tokens)", ""]
     length_rows = {f"{name} / {n}": agg for name, ns in s["by_context_length"].items() for n, agg in ns.items()}
-    out += _table(length_rows, QUALITY + [METRICS["ttft_s"], METRICS["kv_bytes"]], "mode / length") + [""]
+    out += _table(length_rows, QUALITY + [METRICS["ttft_s"], METRICS["kv_bytes"]], "mode / task length") + [""]
     if s["needle"]:
         out += ["## Needle in a haystack: exact match by context length (rows) and depth (columns)", ""]
         for name, grid in s["needle"].items():
