@@ -5,7 +5,7 @@ Every metric declares its direction and aggregation (as lm-evaluation-harness do
 report prints the direction next to each column.
 
 RAGAS is imported only inside the functions that use it (``import ragas`` takes seconds), and
-only with ``RAGAS_DO_NOT_TRACK=true`` set, so it sends no analytics.
+always with ``RAGAS_DO_NOT_TRACK=true`` set, so it sends no analytics.
 """
 
 from __future__ import annotations
@@ -81,9 +81,7 @@ def score_basic(records: list[Record]) -> None:
 
 
 def _ragas():
-    os.environ.setdefault("RAGAS_DO_NOT_TRACK", "true")
-    if os.environ["RAGAS_DO_NOT_TRACK"].lower() != "true":
-        raise RuntimeError("RAGAS_DO_NOT_TRACK is not 'true'; set RAGAS_DO_NOT_TRACK=true so RAGAS sends no analytics")
+    os.environ["RAGAS_DO_NOT_TRACK"] = "true"  # RAGAS sends usage analytics unless told not to
     try:
         import ragas  # noqa: F401
     except ImportError as exc:
