@@ -294,7 +294,7 @@ def _write(config: EvalConfig, out: Path, records: list[Record], notes: list[str
 
 # --------------------------------------------------------------------------- command line
 def _underscored(argv: list[str]) -> list[str]:
-    """``--top-k 3`` -> ``--top_k 3``: the issue's dashed spelling, for jsonargparse's field names."""
+    """``--top-k 3`` -> ``--top_k 3``: accept the dashed spelling for jsonargparse's field names."""
     fixed = []
     for arg in argv:
         if arg.startswith("--") and len(arg) > 2:
