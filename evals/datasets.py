@@ -8,11 +8,14 @@ source work, so no speech or book an adapter was trained on is evaluated on):
   (context length, depth) of a grid.
 - ``niah-ko``: the same with a Korean passkey sentence and question in Korean speeches of the
   presidents of the Republic of Korea.
+- ``facts``: a synthetic fact (a person, place, object, time or quantity) planted like the
+  passkey and asked about in other words, both in phrasings the trainer never uses
+  (:data:`gist_memory.tasks.FACT_KINDS`, held-out templates): does the memory generalise?
 - ``theme``: "what is this text about?" over one document, with a reference written from its
   metadata (:mod:`gist_memory.themes`).
 
 Context lengths are counted in the evaluated model's tokens. Any other dataset is a JSONL file,
-one object per line with ``id``, ``task`` (``niah``, ``theme`` or ``qa``), ``context``,
+one object per line with ``id``, ``task`` (``niah``, ``fact``, ``theme`` or ``qa``), ``context``,
 ``question``, ``answer`` and optional ``needle``, ``needle_position``; LongBench lines
 (``_id``, ``input``, ``context``, ``answers``) load as ``qa``.
 """
@@ -25,14 +28,14 @@ from pathlib import Path
 from typing import Sequence
 
 from gist_memory.corpus import SourceDocument, load_documents, split_documents
-from gist_memory.tasks import Sample, passkey_sample, plant, trim_to_tokens
+from gist_memory.tasks import Sample, fact_sample, passkey_sample, plant, trim_to_tokens
 from gist_memory.themes import theme_sample
 
 __all__ = ["BUILDERS", "TASKS", "DatasetError", "build", "load_jsonl", "write_jsonl"]
 
-#: Tasks a JSONL line may declare; ``niah`` and ``qa`` are scored by exact match, ``theme`` by meaning.
-TASKS = ("niah", "theme", "qa")
-BUILDERS = ("niah", "niah-ko", "theme")
+#: Tasks a JSONL line may declare; ``niah``, ``fact`` and ``qa`` are scored by exact match, ``theme`` by meaning.
+TASKS = ("niah", "fact", "theme", "qa")
+BUILDERS = ("niah", "niah-ko", "facts", "theme")
 _REQUIRED = ("id", "task", "context", "question", "answer")
 
 KO_PASSKEY_TEMPLATE = "비밀번호는 {key}입니다. 기억하세요. {key}이 비밀번호입니다."
@@ -49,20 +52,22 @@ def build(name: str, tokenizer, limit: int | None = None, seed: int = 0,
     """Samples of dataset ``name``: a builder in :data:`BUILDERS` or a path to a JSONL file.
 
     Args:
-        name: ``niah``, ``niah-ko``, ``theme`` or a ``.jsonl`` path.
+        name: ``niah``, ``niah-ko``, ``facts``, ``theme`` or a ``.jsonl`` path.
         tokenizer: the evaluated model's tokenizer (contexts are cut to lengths in its tokens).
         limit: most samples; builders make exactly this many (default: one NIAH sample per
             (length, depth) cell, 4 theme samples), files keep their first ``limit`` lines.
         seed: builders draw documents, keys and questions from a generator seeded with the
             dataset name and ``seed``.
-        lengths: NIAH haystack lengths in tokens, cycled through.
-        depths: NIAH needle depths in (0, 1), cycled through within each length.
+        lengths: NIAH and facts haystack lengths in tokens, cycled through.
+        depths: NIAH and facts needle depths in (0, 1), cycled through within each length.
         theme_tokens: theme documents are cut to their first ``theme_tokens`` tokens.
     """
     if name == "niah":
         return _niah(tokenizer, "en", limit, seed, lengths, depths)
     if name == "niah-ko":
         return _niah(tokenizer, "ko", limit, seed, lengths, depths)
+    if name == "facts":
+        return _niah(tokenizer, "en", limit, seed, lengths, depths, plant_needle=_held_out_fact, name="facts")
     if name == "theme":
         return _themes(tokenizer, limit if limit is not None else 4, seed, theme_tokens)
     path = Path(name)
@@ -83,18 +88,23 @@ def _ko_passkey_sample(rng: random.Random, text: str, depth: float, sample_id: s
     return Sample(sample_id, "niah", plant(text, needle, depth), KO_PASSKEY_QUESTION, key, needle, depth, source_id)
 
 
+def _held_out_fact(rng: random.Random, text: str, depth: float, sample_id: str, source_id: str) -> Sample:
+    return fact_sample(rng, text, depth, sample_id, held_out=True, source_id=source_id)
+
+
 def _niah(tokenizer, language: str, limit: int | None, seed: int, lengths: Sequence[int],
-          depths: Sequence[float]) -> list[Sample]:
+          depths: Sequence[float], plant_needle=None, name: str | None = None) -> list[Sample]:
+    """Needle-in-a-haystack samples: a passkey by default, or what ``plant_needle`` plants."""
     if not lengths or any(n < 64 for n in lengths):
         raise DatasetError(f"NIAH lengths must be token counts of at least 64, got {list(lengths)}")
     if not depths or any(not 0 < d < 1 for d in depths):
         raise DatasetError(f"NIAH depths must lie strictly between 0 and 1, got {list(depths)}")
-    name = "niah" if language == "en" else "niah-ko"
+    name = name or ("niah" if language == "en" else "niah-ko")
     cells = [(n, d) for n in lengths for d in depths]
     count = len(cells) if limit is None else limit
     rng = random.Random(f"{name}:{seed}")  # a str seed is hashed the same way on every platform
     pool = _test_documents(language, rng)
-    plant_key = passkey_sample if language == "en" else _ko_passkey_sample
+    plant_key = plant_needle or (passkey_sample if language == "en" else _ko_passkey_sample)
     samples, at = [], 0
     for i in range(count):
         n_tokens, depth = cells[i % len(cells)]
@@ -109,7 +119,7 @@ def _niah(tokenizer, language: str, limit: int | None, seed: int, lengths: Seque
             have += len(tokenizer(doc.text, add_special_tokens=False)["input_ids"])
         haystack = trim_to_tokens(tokenizer, "\n\n".join(parts), n_tokens)
         sample = plant_key(rng, haystack, depth, f"{name}-{i:04d}", source_id="+".join(used))
-        sample.meta = {"context_length": n_tokens, "language": language}
+        sample.meta.update(context_length=n_tokens, language=language)
         samples.append(sample)
     return samples
 

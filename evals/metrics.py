@@ -74,9 +74,9 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
 
 # --------------------------------------------------------------------------- quality
 def score_basic(records: list[Record]) -> None:
-    """Exact match on niah and qa cells (failed cells score 0)."""
+    """Exact match on niah, fact and qa cells (failed cells score 0)."""
     for r in records:
-        if r.task in ("niah", "qa"):
+        if r.task in ("niah", "fact", "qa"):
             r.scores["exact_match"] = 0.0 if r.error else float(contains_match(r.prediction, r.reference))
 
 
@@ -119,8 +119,8 @@ def score_offline(records: list[Record], embed: Callable[[list[str]], list]) -> 
         from ragas.metrics import NonLLMContextRecall  # no collections version in ragas 0.4.3
 
     done = [r for r in records if not r.error]
-    # A passkey is right or wrong: text similarity to five digits would only add noise.
-    prose = [r for r in done if r.task != "niah"]
+    # A passkey or a one-word fact is right or wrong: text similarity to it would only add noise.
+    prose = [r for r in done if r.task not in ("niah", "fact")]
     pairs = [{"reference": r.reference, "response": r.prediction} for r in prose]
     for name, metric in (("semantic_similarity", SemanticSimilarity(embeddings=_ragas_embeddings(embed))),
                          ("string_similarity", NonLLMStringSimilarity()),

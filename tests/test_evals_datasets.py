@@ -55,6 +55,23 @@ def test_long_haystacks_join_several_documents(tok):
     assert "+" in s.source_id and _n(tok, s.context) > 25000
 
 
+def test_facts_use_only_phrasings_the_trainer_never_sees(tok, held_out_ids):
+    from gist_memory.tasks import FACT_KINDS
+
+    trained = {t for k in FACT_KINDS for t in k.statements + k.questions}
+    held_out = {t for k in FACT_KINDS for t in k.held_out_statements + k.held_out_questions}
+    as_pattern = lambda t: re.escape(t).replace(r"\{", "{").replace(r"\}", "}")  # noqa: E731
+    matches = lambda text, templates: any(  # noqa: E731
+        re.fullmatch(re.sub(r"\{\w+\}", ".+?", as_pattern(t)), text) for t in templates)
+    samples = build("facts", tok, limit=12, seed=0, lengths=(700,))
+    assert len({s.meta.get("kind") for s in samples}) >= 3
+    for s in samples:
+        assert s.task == "fact" and s.answer in s.needle and s.needle in s.context
+        assert matches(s.needle, held_out) and not matches(s.needle, trained)
+        assert matches(s.question, held_out) and not matches(s.question, trained)
+        assert set(s.source_id.split("+")) <= held_out_ids["en"]
+
+
 def test_korean_niah_asks_in_korean(tok, held_out_ids):
     samples = build("niah-ko", tok, limit=3, lengths=(600,))
     for s in samples:
