@@ -20,6 +20,11 @@ _EXPORTS = {
     "CacheMismatchError": ".errors",
     "InputError": ".errors",
     "ModelLoadError": ".errors",
+    "GistMemory": ".memory",
+    "Answer": ".memory",
+    "AnswerStream": ".memory",
+    "Source": ".memory",
+    "Document": ".documents",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

@@ -71,6 +71,17 @@ def merge_caches(gm, caches) -> GistCache | None:
     return GistCache.concat(caches) if caches else None
 
 
+def check_window(gm, cache: GistCache | None, ids: list[int], max_new_tokens: int) -> None:
+    """Refuse a prompt that would run past the model's position window instead of degrading silently."""
+    window = getattr(gm.model.config.get_text_config(), "max_position_embeddings", None)
+    start = cache.next_position if cache is not None else 0
+    need = start + len(ids) + max_new_tokens
+    if window and need > window:
+        raise InputError(f"the prompt is {len(ids)} tokens (from position {start}); with max_new_tokens={max_new_tokens} "
+                         f"it needs {need} positions, past the model's window of {window}. Put less text in the "
+                         "prompt, or compress it into gist caches and answer from those")
+
+
 def forward_on_cache(gm, cache: GistCache | None, ids: list[int] | torch.Tensor, past=None, start: int | None = None):
     """Run ``ids`` on top of ``cache`` (or ``past``); returns (logits (1, T, vocab), past, next position)."""
     ids = torch.as_tensor(ids, dtype=torch.long, device=gm.device).reshape(1, -1)
@@ -191,6 +202,7 @@ def generate(gm, question: str, caches=None, max_new_tokens: int = 64, stream: b
         raise InputError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
     cache = merge_caches(gm, caches)
     ids = prompt_ids(gm.tokenizer, question, context)
+    check_window(gm, cache, ids, max_new_tokens)
     sink = TokenStream(iter(()))
     sink._pieces = _decode(gm, ids, cache, max_new_tokens, temperature, list(stop or []), seed, sink)
     if stream:

@@ -89,3 +89,40 @@ def save_tiny(directory, k: int = 4, chunk_tokens: int = 48, seed: int = 0, adap
         loaded.gist_embeddings.add_(noise)
     loaded.save_adapter(adapter_dir)
     return str(base_dir), str(adapter_dir)
+
+
+class HashEmbedder:
+    """A deterministic bag-of-words embedder (hashed words, unit length): lexical overlap decides
+    the nearest chunk, so retrieval tests need no sentence-transformers model."""
+
+    identity = "tests.tiny.HashEmbedder/64"
+
+    def __call__(self, texts: list[str]) -> list[list[float]]:
+        import hashlib
+        import re
+
+        out = []
+        for text in texts:
+            v = [0.0] * 64
+            for word in re.findall(r"[a-z0-9]+", text.lower()):
+                h = int(hashlib.md5(word.encode()).hexdigest(), 16)
+                v[h % 64] += 1.0 if (h >> 8) % 2 else -1.0
+            norm = sum(x * x for x in v) ** 0.5 or 1.0
+            out.append([x / norm for x in v])
+        return out
+
+
+def tiny_documents(n: int, sentences: int = 12, seed: int = 0) -> list[dict]:
+    """``n`` deterministic documents of made-up prose, each about its own topic word, with metadata."""
+    import random
+
+    rng = random.Random(seed)
+    words = ("river stone lamp window garden harbor ledger engine orchard bridge candle market "
+             "meadow signal archive copper valley winter".split())
+    docs = []
+    for i in range(n):
+        topic = f"topic{i}"
+        body = " ".join(f"The {topic} {rng.choice(words)} holds {rng.choice(words)} near the {rng.choice(words)}."
+                        for _ in range(sentences))
+        docs.append({"text": body, "metadata": {"id": f"doc{i}", "group": "even" if i % 2 == 0 else "odd", "n": i}})
+    return docs

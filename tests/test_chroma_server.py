@@ -1,0 +1,82 @@
+"""GistMemory against a Chroma server (``chroma run`` on 127.0.0.1) instead of the embedded index."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from gist_memory import GistMemory
+from tiny import HashEmbedder, tiny_documents, tiny_gist_model
+
+
+def chroma_command() -> str:
+    found = shutil.which("chroma") or str(Path(sys.executable).parent / "chroma")
+    if not Path(found).is_file():
+        pytest.skip("the `chroma` command (from the chromadb package) is not installed")
+    return found
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def chroma_server(tmp_path):
+    """A Chroma server on a free local port with its own data directory, stopped afterwards."""
+    import chromadb
+    from chromadb.config import Settings
+
+    port = free_port()
+    server = subprocess.Popen([chroma_command(), "run", "--path", str(tmp_path / "server-data"),
+                               "--host", "127.0.0.1", "--port", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                client = chromadb.HttpClient(host="127.0.0.1", port=port,
+                                             settings=Settings(anonymized_telemetry=False))
+                client.heartbeat()
+                break
+            except Exception:  # not up yet: connection refused until the server listens
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"chroma run did not come up on port {port} (exit code {server.poll()})")
+                time.sleep(0.2)
+        yield client, port
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+def test_ingest_and_query_through_a_chroma_server(tmp_path, chroma_server):
+    client, port = chroma_server
+    gm = tiny_gist_model()
+    with GistMemory(persist_dir=tmp_path / "caches", model=gm, embedder=HashEmbedder(), client=client,
+                    collection="served") as mem:
+        ids = mem.add(tiny_documents(4), progress=False)
+        assert ids == ["doc0", "doc1", "doc2", "doc3"]
+        assert client.get_collection("served").count() == mem.stats()["chunks"]
+        assert mem.retrieve("topic2 orchard", top_k=1)[0].doc_id == "doc2"
+        for mode in ("rag", "gist", "hybrid", "full"):
+            ans = mem.query("topic3 lamp", mode=mode, max_new_tokens=2)
+            assert ans.sources and ans.sources[0].doc_id == "doc3"
+        mem.delete("doc0")
+        assert client.get_collection("served").count() == mem.stats()["chunks"]
+        manifest = mem.index.description
+    assert manifest == {"kind": "http", "host": "127.0.0.1", "port": port, "collection": "served"}
+    # The caches stay on local disk; the vectors stay on the server: reopening needs both.
+    with GistMemory.load(tmp_path / "caches", model=gm, embedder=HashEmbedder(), client=client) as again:
+        assert [d["doc_id"] for d in again.list_documents()] == ["doc1", "doc2", "doc3"]
+        assert again.query("topic1", mode="hybrid", max_new_tokens=2).sources[0].doc_id == "doc1"
