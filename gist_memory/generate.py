@@ -183,10 +183,19 @@ def _decode(gm, ids: list[int], cache: GistCache | None, max_new_tokens: int, te
                                  kv_bytes=cache.nbytes if cache is not None else 0, ttft_s=ttft, total_s=total)
 
 
+def _without_adapter(gm, pieces: Iterator[str]) -> Iterator[str]:
+    """Run a generation with the LoRA adapter off: the adapter is trained to read gists, so text
+    answered without caches (the rag and full baselines) is read by the base model."""
+    with gm.base_mode():
+        yield from pieces
+
+
 def generate(gm, question: str, caches=None, max_new_tokens: int = 64, stream: bool = False,
              context: str | None = None, temperature: float = 0.0, stop: list[str] | None = None,
              seed: int = 0) -> Generation | TokenStream:
     """Answer ``question`` from gist caches (and, for rag/full baselines, a context text).
+
+    With caches the adapter reads them; without, the base model answers with the adapter off.
 
     Args:
         gm: the GistModel that made the caches.
@@ -205,6 +214,8 @@ def generate(gm, question: str, caches=None, max_new_tokens: int = 64, stream: b
     check_window(gm, cache, ids, max_new_tokens)
     sink = TokenStream(iter(()))
     sink._pieces = _decode(gm, ids, cache, max_new_tokens, temperature, list(stop or []), seed, sink)
+    if cache is None:
+        sink._pieces = _without_adapter(gm, sink._pieces)
     if stream:
         return sink
     for _ in sink:

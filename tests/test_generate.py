@@ -83,3 +83,22 @@ def test_bad_arguments_are_refused(gm, cache):
 def test_empty_text_is_refused(gm, text):
     with pytest.raises(InputError, match="empty or whitespace-only"):
         gm.compress(text)
+
+
+def test_text_baselines_are_read_by_the_base_model_and_caches_by_the_adapter(gm, cache):
+    """rag and full (a context text, no caches) run with the adapter off; gist answers use it."""
+    import torch
+
+    from gist_memory.generate import forward_on_cache, prompt_ids
+
+    plain = tiny_gist_model(lora=False)  # the same base weights, no LoRA at all
+    context = "The lighthouse keeper wrote 48213 on the last page of the red logbook."
+    with_adapter = gm.generate("What is written?", None, context=context, max_new_tokens=6)
+    base_only = plain.generate("What is written?", None, context=context, max_new_tokens=6)
+    assert with_adapter.token_ids == base_only.token_ids
+    ids = prompt_ids(gm.tokenizer, "What is written?")
+    with torch.no_grad():
+        adapter_logits = forward_on_cache(gm, cache, ids)[0]
+        with gm.base_mode():
+            base_logits = forward_on_cache(gm, cache, ids)[0]
+    assert (adapter_logits - base_logits).abs().max() > 1e-3  # the adapter is on for gist answers
