@@ -18,6 +18,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
+import re
 import shutil
 import tempfile
 import threading
@@ -36,6 +38,10 @@ from .provenance import versions
 from .store import GistStore, cache_key, chunk_id, read_manifest
 
 MODES = ("rag", "gist", "hybrid", "full")
+#: How a prompt names a gist cache of the store. Host frameworks (LangChain, LlamaIndex) hand a model
+#: text only, so the integrations write a cache into a prompt as this tag and ``answer_prompt`` reads it.
+GIST_REF = '<gist id="{}"/>'
+_GIST_REF = re.compile(r'<gist id="([^"<>\s]+)"/>')
 #: What decides the content of the caches and vectors; a store built with other values needs a rebuild.
 BUILD_KEYS = ("base_model", "adapter", "num_gist_tokens", "gist_chunk_tokens", "chunk_tokens", "chunk_overlap",
               "embedder")
@@ -129,6 +135,21 @@ class _Gate:
             with self._cond:
                 self._writer = False
                 self._cond.notify_all()
+
+
+def gist_ref(cache_id: str) -> str:
+    """The tag that stands for a stored gist cache in a prompt (see ``GistMemory.answer_prompt``)."""
+    return GIST_REF.format(cache_id)
+
+
+def split_gist_refs(text: str) -> tuple[str, list[str]]:
+    """(``text`` without its gist tags, the cache ids they name, in order)."""
+    return _GIST_REF.sub("", text).strip(), _GIST_REF.findall(text)
+
+
+def render_turns(turns) -> str:
+    """(role, text) turns as the model reads an earlier conversation: one ``Role: text`` line each."""
+    return "\n".join(f"{role.capitalize()}: {text}" for role, text in turns)
 
 
 def _check_mode(mode: str, allowed: tuple[str, ...] = MODES) -> str:
@@ -477,7 +498,8 @@ class GistMemory:
         return [self._source(records[cid], score) for cid, score in hits if cid in records]
 
     def query(self, question: str, mode: str = "hybrid", top_k: int | None = None, where: dict | None = None,
-              doc_ids=None, max_new_tokens: int = 64, stream: bool = False) -> Answer | AnswerStream:
+              doc_ids=None, max_new_tokens: int = 64, stream: bool = False, context: str | None = None,
+              stop: list[str] | None = None, temperature: float = 0.0) -> Answer | AnswerStream:
         """Answer ``question`` from memory in one of four modes (see the module docstring).
 
         Args:
@@ -489,6 +511,10 @@ class GistMemory:
                 search within them).
             max_new_tokens: most tokens to generate.
             stream: return an AnswerStream of text pieces.
+            context: text put before the question (after any rag/full text), such as the earlier
+                turns of a conversation.
+            stop: strings that end the answer (not included in it).
+            temperature: 0 decodes greedily; above 0 samples.
         """
         _check_mode(mode)
         start = time.perf_counter()
@@ -510,12 +536,13 @@ class GistMemory:
                              "add() some first")
         retrieval_s = time.perf_counter() - start
         return self._generate(question, mode, sources, self._memory(mode, sources, chosen), start, retrieval_s,
-                              max_new_tokens, stream)
+                              max_new_tokens, stream, context, stop, temperature)
 
     def answer_from_sources(self, question: str, sources, mode: str = "hybrid", max_new_tokens: int = 64,
-                            stream: bool = False) -> Answer | AnswerStream:
+                            stream: bool = False, context: str | None = None, stop: list[str] | None = None,
+                            temperature: float = 0.0) -> Answer | AnswerStream:
         """Answer from given chunks (Sources or chunk ids), in the order given: 'hybrid' reads their
-        gist caches, 'rag' puts their text in the prompt."""
+        gist caches, 'rag' puts their text in the prompt (other arguments as in ``query``)."""
         _check_mode(mode, ("hybrid", "rag"))
         start = time.perf_counter()
         sources = list(sources)
@@ -529,7 +556,7 @@ class GistMemory:
         if not sources:
             raise InputError("no sources to answer from; retrieve() some first")
         return self._generate(question, mode, sources, self._memory(mode, sources), start, 0.0, max_new_tokens,
-                              stream)
+                              stream, context, stop, temperature)
 
     def _memory(self, mode: str, sources: list[Source], doc_ids: list[str] | None = None) -> dict:
         """What ``gm.generate`` answers from: gist caches, or a context text for rag and full."""
@@ -540,20 +567,52 @@ class GistMemory:
         return {"caches": [self.store.load_cache(s.cache_id, self.gm.cache_identity) for s in sources]}
 
     def answer_from_caches(self, question: str, cache_ids: list[str], max_new_tokens: int = 64,
-                           stream: bool = False) -> Answer | AnswerStream:
-        """Answer from caches made by ``compress_texts``, concatenated in the order given."""
+                           stream: bool = False, context: str | None = None, stop: list[str] | None = None,
+                           temperature: float = 0.0) -> Answer | AnswerStream:
+        """Answer from caches made by ``compress_texts``, concatenated in the order given (other
+        arguments as in ``query``)."""
         start = time.perf_counter()
         cache_ids = [cache_ids] if isinstance(cache_ids, str) else list(cache_ids)
         if not cache_ids:
             raise InputError("no cache ids to answer from; compress_texts() returns them")
         caches = [self.store.load_cache(cid, self.gm.cache_identity) for cid in cache_ids]
-        return self._generate(question, "gist", [], {"caches": caches}, start, 0.0, max_new_tokens, stream)
+        return self._generate(question, "gist", [], {"caches": caches}, start, 0.0, max_new_tokens, stream,
+                              context, stop, temperature)
+
+    def answer_prompt(self, prompt: str, history=None, mode: str | None = None, top_k: int | None = None,
+                      max_new_tokens: int = 64, stream: bool = False, stop: list[str] | None = None,
+                      temperature: float = 0.0) -> Answer | AnswerStream:
+        """Answer a prompt that a host framework built: the LangChain and LlamaIndex adapters' one entry.
+
+        The gist caches that ``prompt`` and ``history`` name with ``gist_ref`` tags are read (a
+        retriever, compressor or conversation memory chose them); the rest of the prompt is the
+        question, and the earlier turns of a conversation (``history``: (role, text) pairs) go
+        before it as text. With no tags, ``mode`` answers from the store as ``query`` does, and
+        ``mode=None`` from the prompt alone (Answer.mode 'none').
+        """
+        question, ids = split_gist_refs(prompt)
+        turns = []
+        for role, text in history or ():
+            text, more = split_gist_refs(text)
+            ids += more
+            if text:
+                turns.append((role, text))
+        gen = dict(max_new_tokens=max_new_tokens, stream=stream, context=render_turns(turns) or None, stop=stop,
+                   temperature=temperature)
+        if ids:
+            return self.answer_from_caches(question, list(dict.fromkeys(ids)), **gen)
+        if mode is not None:
+            return self.query(question, mode=mode, top_k=top_k, **gen)
+        return self._generate(question, "none", [], {}, time.perf_counter(), 0.0, **gen)
 
     def _generate(self, question: str, mode: str, sources: list[Source], memory: dict, start: float,
-                  retrieval_s: float, max_new_tokens: int, stream: bool) -> Answer | AnswerStream:
-        """Generate on ``memory`` (caches or a context text) and wrap the result in an Answer."""
+                  retrieval_s: float, max_new_tokens: int, stream: bool, context: str | None = None,
+                  stop: list[str] | None = None, temperature: float = 0.0) -> Answer | AnswerStream:
+        """Generate on ``memory`` (caches or a context text, then ``context``) and wrap the result in an Answer."""
         memory_s = time.perf_counter() - start - retrieval_s
-        tokens = self.gm.generate(question, max_new_tokens=max_new_tokens, stream=True, **memory)
+        memory = dict(memory, context="\n\n".join(t for t in (memory.get("context"), context) if t) or None)
+        tokens = self.gm.generate(question, max_new_tokens=max_new_tokens, stream=True, stop=stop,
+                                  temperature=temperature, **memory)
         setup_s = time.perf_counter() - start
 
         def finish() -> Answer:
@@ -577,3 +636,12 @@ class GistMemory:
 
         out = AnswerStream(pieces())
         return out
+
+
+def as_memory(memory) -> GistMemory:
+    """A GistMemory from a GistMemory or the path of a memory directory (opened with ``GistMemory.load``)."""
+    if isinstance(memory, GistMemory):
+        return memory
+    if isinstance(memory, (str, os.PathLike)):
+        return GistMemory.load(memory)
+    raise InputError(f"memory must be a GistMemory or the path of a memory directory, got {type(memory).__name__}")
