@@ -38,7 +38,8 @@ def run(memory, folder: str = DATA, question: str = "When is the car's next serv
     agent = ReActAgent(tools=[FunctionTool.from_defaults(search_documents)], llm=llm)
 
     async def ask() -> str:
-        handler = agent.run(user_msg=question, max_iterations=max_iterations)
+        # A small model may break the format at every step; then it answers once more, told to stop.
+        handler = agent.run(user_msg=question, max_iterations=max_iterations, early_stopping_method="generate")
         calls = 0
         async for event in handler.stream_events():
             if isinstance(event, ToolCall) and not isinstance(event, ToolCallResult):

@@ -32,7 +32,7 @@ def run(memory, folder: str = DATA, questions: list[str] = QUESTIONS, top_k: int
     from langchain_gist_memory import ChatGistMemory, GistMemoryRetriever, format_gist_refs
 
     files = sorted(Path(folder).glob("*.txt"))
-    memory.add([{"text": f.read_text(), "metadata": {"source": f.name}} for f in files], progress=False)
+    memory.add([{"text": f.read_text(), "metadata": {"file_name": f.name}} for f in files], progress=False)
     retriever = GistMemoryRetriever(memory=memory, k=top_k)
     prompt = ChatPromptTemplate.from_messages([("human", "{context}\n\n{question}")])
 
@@ -57,7 +57,7 @@ def run(memory, folder: str = DATA, questions: list[str] = QUESTIONS, top_k: int
                   f"first token after {ttft_ms:4.0f} ms: {msg.content.strip()[:60]!r}")
             if name == "hybrid":
                 answers.append(msg.content)
-        sources = sorted({d.metadata["source"] for d in retriever.invoke(question)})
+        sources = sorted({d.metadata["file_name"] for d in retriever.invoke(question)})
         print(f"   sources: {', '.join(sources)}")
     return answers
 
