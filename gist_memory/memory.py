@@ -104,8 +104,9 @@ class AnswerStream(TokenStream):
 
 
 class _Gate:
-    """Many generations at once, or one compression. Compression switches the LoRA adapter off for
-    the whole model (``GistModel.base_mode``), so a generation beside it would lose its adapter."""
+    """Many gist generations at once, or one compression or text generation. Those switch the LoRA
+    adapter off for the whole model (``GistModel.base_mode``), so a gist generation beside them
+    would lose its adapter."""
 
     def __init__(self):
         self._cond = threading.Condition()
@@ -613,6 +614,8 @@ class GistMemory:
         memory = dict(memory, context="\n\n".join(t for t in (memory.get("context"), context) if t) or None)
         tokens = self.gm.generate(question, max_new_tokens=max_new_tokens, stream=True, stop=stop,
                                   temperature=temperature, **memory)
+        # Without caches the engine answers with the adapter off, for the whole model: alone.
+        gate = self._gate.shared if memory.get("caches") else self._gate.exclusive
         setup_s = time.perf_counter() - start
 
         def finish() -> Answer:
@@ -624,13 +627,13 @@ class GistMemory:
                           gen.prompt_tokens, len(gen.token_ids))
 
         if not stream:
-            with self._gate.shared():
+            with gate():
                 for _ in tokens:
                     pass
             return finish()
 
         def pieces():
-            with self._gate.shared():
+            with gate():
                 yield from tokens
             out.generation, out.answer = tokens.generation, finish()
 
