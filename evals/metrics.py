@@ -147,11 +147,15 @@ def score_judge(records: list[Record], base_url: str, model: str) -> None:
     client = AsyncOpenAI(base_url=base_url, api_key=os.environ.get("OPENAI_API_KEY", "not-needed"))
     llm = llm_factory(model, client=client)
     done = [r for r in records if not r.error]
+    answered = [r for r in done if r.prediction.strip()]
+    for r in done:
+        if not r.prediction.strip():  # RAGAS refuses an empty response; it answers nothing
+            r.scores["answer_accuracy"] = 0.0
     accuracy = AnswerAccuracy(llm=llm).batch_score(
-        [{"user_input": r.question, "response": r.prediction, "reference": r.reference} for r in done])
-    for r, result in zip(done, accuracy):
+        [{"user_input": r.question, "response": r.prediction, "reference": r.reference} for r in answered])
+    for r, result in zip(answered, accuracy):
         r.scores["answer_accuracy"] = float(result.value)
-    grounded = [r for r in done if r.contexts and r.prediction.strip()]
+    grounded = [r for r in answered if r.contexts]
     faithful = Faithfulness(llm=llm).batch_score(
         [{"user_input": r.question, "response": r.prediction, "retrieved_contexts": r.contexts} for r in grounded])
     for r, result in zip(grounded, faithful):
