@@ -15,7 +15,6 @@ from __future__ import annotations
 import datetime
 import os
 import platform
-import subprocess
 import time
 
 import torch
@@ -24,6 +23,7 @@ from gist_memory import GistCache, GistModel, __version__
 from gist_memory.cli import human_bytes
 from gist_memory.compress import compress_chunks, split_tokens
 from gist_memory.corpus import load_documents
+from gist_memory.provenance import versions
 
 
 def prose_ids(tokenizer, n_tokens: int) -> list[int]:
@@ -80,11 +80,7 @@ def main(lengths: list[int] = [512, 1024, 2048, 4096, 8192], gist_tokens: list[i
                    f"({human_bytes(cache.nbytes)}) | {full_bytes:,} ({human_bytes(full_bytes)}) "
                    f"| {full_bytes / cache.nbytes:.0f}x | {seconds:.1f} |")
             rows.append(row + (f" {full[n][1]:.1f} |" if measure_full else ""))
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        commit = "unknown"
+    commit = versions().get("git", "unknown")[:7]
     note = (f"{base.base_identity}, {dtype}, {device}, chunk {chunk_tokens} tokens, batch {batch_size}, "
             f"{torch.get_num_threads()} thread(s) ({platform.processor() or platform.machine()}), "
             f"gist-memory {__version__} @ {commit}, {datetime.date.today()}")

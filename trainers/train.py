@@ -174,18 +174,11 @@ def plot_log(log_path: Path, out_png: Path) -> None:
 
 
 def run_metadata(cfg: TrainConfig, gm: GistModel) -> dict:
-    import subprocess
+    from gist_memory.provenance import versions
 
-    import peft
-    import transformers
-
-    try:
-        git = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        git = "unknown"
-    return {"git": git, "seed": cfg.seed, "base_model": gm.base_identity, "device": str(gm.device),
-            "dtype": str(gm.dtype), "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
-                                                 "peft": peft.__version__},
+    found = versions()
+    return {"git": found.pop("git", "unknown"), "seed": cfg.seed, "base_model": gm.base_identity,
+            "device": str(gm.device), "dtype": str(gm.dtype), "versions": found,
             "trainable_parameters": gm.trainable_parameters(),
             "data": "gist_memory.corpus train split (by source work), tasks per trainers.data.make_sample"}
 
