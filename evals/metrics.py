@@ -41,7 +41,7 @@ class Metric:
 
 
 METRICS: dict[str, Metric] = {m.name: m for m in (
-    Metric("exact_match", True, "quality", "niah and qa: the normalised reference appears in the answer; "
+    Metric("exact_match", True, "quality", "niah, fact and qa: the normalised reference appears in the answer; "
            "a failed cell counts as 0"),
     Metric("semantic_similarity", True, "quality", "theme and qa: RAGAS SemanticSimilarity, cosine of the "
            "answer's and the reference's embeddings (the memory's local embedder, all-MiniLM-L6-v2 by default)"),
