@@ -25,7 +25,7 @@ import torch
 from gist_memory.cache import GistCache
 from gist_memory.compress import compress_chunks
 from gist_memory.model import GistModel
-from gist_memory.recipe import collate, episode_loss
+from gist_memory.recipe import collate
 from gist_memory.tasks import contains_match
 
 from .config import TrainConfig
