@@ -15,11 +15,9 @@ import datetime as _dt
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 import traceback
-from importlib import metadata
 from pathlib import Path
 from typing import Callable
 
@@ -29,6 +27,7 @@ if __name__ == "__main__" and not __package__:
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 from evals.config import EvalConfig  # noqa: E402
+from gist_memory.provenance import git_commit, package_versions  # noqa: E402
 from evals.datasets import BUILDERS, build, write_jsonl  # noqa: E402
 from evals.metrics import METRICS, PeakMemory, score_basic, score_judge, score_offline  # noqa: E402
 from evals.records import Record  # noqa: E402
@@ -44,22 +43,10 @@ _NO_ADAPTER_NOTE = ("No trained gist adapter was loaded: gist and hybrid modes r
 
 # --------------------------------------------------------------------------- environment
 def _environment() -> dict:
-    root = Path(__file__).resolve().parent.parent
-    try:
-        git = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, timeout=10)
-        git_hash = git.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "") if git.returncode == 0 else "unknown"
-    except (OSError, subprocess.SubprocessError):
-        git_hash = "unknown"
-    versions = {"python": platform.python_version()}
-    for name in _VERSIONED:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            pass
-    return {"date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "git_hash": git_hash,
-            "versions": versions, "platform": platform.platform()}
+    versions = {"python": platform.python_version(), **package_versions(_VERSIONED)}
+    return {"date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "git_hash": git_commit(mark_dirty=True) or "unknown", "versions": versions,
+            "platform": platform.platform()}
 
 
 def _device_name(device) -> str:
