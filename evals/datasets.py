@@ -38,8 +38,6 @@ TASKS = ("niah", "fact", "theme", "qa")
 BUILDERS = ("niah", "niah-ko", "facts", "theme")
 _REQUIRED = ("id", "task", "context", "question", "answer")
 
-KO_PASSKEY_TEMPLATE = "비밀번호는 {key}입니다. 기억하세요. {key}이 비밀번호입니다."
-KO_PASSKEY_QUESTION = "비밀번호는 무엇입니까?"
 
 
 class DatasetError(ValueError):
@@ -83,9 +81,7 @@ def _test_documents(language: str, rng: random.Random) -> list[SourceDocument]:
 
 
 def _ko_passkey_sample(rng: random.Random, text: str, depth: float, sample_id: str, source_id: str) -> Sample:
-    key = str(rng.randint(10000, 99999))
-    needle = KO_PASSKEY_TEMPLATE.format(key=key)
-    return Sample(sample_id, "niah", plant(text, needle, depth), KO_PASSKEY_QUESTION, key, needle, depth, source_id)
+    return passkey_sample(rng, text, depth, sample_id, source_id, language="ko")
 
 
 def _held_out_fact(rng: random.Random, text: str, depth: float, sample_id: str, source_id: str) -> Sample:

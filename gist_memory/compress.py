@@ -6,6 +6,9 @@ For each chunk (N chunks per batch, right-padded to the longest, L):
     pass 2, adapter:               [g_1 .. g_k] on top       positions L_i..L_i+k-1 (L_i the chunk's own length)
     keep:                          KV columns L..L+k of every layer; the context KV is dropped.
 
+The two passes are separate functions (:func:`context_kv`, :func:`gist_kv`) because the trainer
+keeps a chunk's context KV and runs only pass 2 over it, many times (``trainers/pool.py``).
+
 The gist rows of pass 2 use the same mask as training (``mask.gist_attention_allowed``), so a
 gist reads only its own chunk and earlier gists of that chunk.
 """
@@ -63,27 +66,71 @@ def compress_chunks(gm, chunks: list[list[int]], batch_size: int = 8, progress: 
     return out
 
 
-def _compress_batch(gm, chunks: list[list[int]]) -> list[GistCache]:
+def chunk_layout(lengths: list[int], k: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Mask and positions of N chunks right-padded to the longest, L, each followed by k gists.
+
+    Returns:
+        allowed: (N, L+k, L+k) gist mask (``mask.gist_attention_allowed``).
+        positions: (N, L+k): context at 0..L_i-1, chunk i's gists at L_i..L_i+k-1.
+        L: the padded context width.
+    """
+    kinds, chunk_idx, positions, _ = pad_layouts([episode_layout([n], k, 0) for n in lengths])
+    return gist_attention_allowed(kinds, chunk_idx), positions, kinds.shape[1] - k
+
+
+def context_kv(gm, chunks: list[list[int]]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Pass 1: the frozen base model's KV of N chunks, per layer (N, n_kv_heads, L, head_dim).
+
+    Rows are right-padded to the longest chunk; what the pad columns hold is masked later.
+    """
     k, dev = gm.gist.num_gist_tokens, gm.device
-    kinds, chunk_idx, positions, _ = pad_layouts([episode_layout([len(c)], k, 0) for c in chunks])
-    L = kinds.shape[1] - k
+    allowed, positions, L = chunk_layout([len(c) for c in chunks], k)
     ids = torch.full((len(chunks), L), gm.tokenizer.pad_token_id, dtype=torch.long)
     for b, c in enumerate(chunks):
         ids[b, :len(c)] = torch.tensor(c)
-    mask = additive_mask(gist_attention_allowed(kinds, chunk_idx), gm.dtype).to(dev)  # (N, 1, L+k, L+k)
-    positions = positions.to(dev)
-    with gm.base_mode():
-        past = gm.model(input_ids=ids.to(dev), attention_mask=mask[:, :, :L, :L], position_ids=positions[:, :L],
+    mask = additive_mask(allowed[:, :L, :L], gm.dtype).to(dev)
+    with torch.no_grad(), gm.base_mode():
+        past = gm.model(input_ids=ids.to(dev), attention_mask=mask, position_ids=positions[:, :L].to(dev),
                         use_cache=True, logits_to_keep=1).past_key_values
-    past = gm.model(inputs_embeds=gm.gist_embeds(len(chunks)), attention_mask=mask[:, :, L:, :],
-                    position_ids=positions[:, L:], past_key_values=past, use_cache=True,
+    return _kv_layers(past)
+
+
+def gist_kv(gm, context: list[tuple[torch.Tensor, torch.Tensor]], lengths: list[int]
+            ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Pass 2: the adapter runs each chunk's k gists on top of its context KV.
+
+    ``context`` is :func:`context_kv`'s output (or the trainer's kept copy of it, padded to the same
+    width); returns the gists' own KV per layer, (N, n_kv_heads, k, head_dim). It keeps gradients
+    when called with them enabled, so training and compression share this one function.
+    """
+    from transformers import DynamicCache
+
+    k, dev = gm.gist.num_gist_tokens, gm.device
+    allowed, positions, L = chunk_layout(lengths, k)
+    if context[0][0].shape[2] != L:
+        raise ValueError(f"context KV is {context[0][0].shape[2]} wide; chunks of lengths up to {L} need {L}")
+    past = DynamicCache(config=gm.model.config)
+    for i, (key, value) in enumerate(context):
+        past.update(key.to(dev, gm.dtype), value.to(dev, gm.dtype), i)
+    mask = additive_mask(allowed[:, L:, :], gm.dtype).to(dev)  # (N, 1, k, L+k)
+    past = gm.model(inputs_embeds=gm.gist_embeds(len(lengths)), attention_mask=mask,
+                    position_ids=positions[:, L:].to(dev), past_key_values=past, use_cache=True,
                     logits_to_keep=1).past_key_values
-    layers = _kv_layers(past)  # per layer (N, n_kv_heads, L+k, head_dim)
+    return [(key[:, :, L:], value[:, :, L:]) for key, value in _kv_layers(past)]
+
+
+def gist_caches(gm, gists: list[tuple[torch.Tensor, torch.Tensor]], lengths: list[int]) -> list[GistCache]:
+    """One GistCache per chunk from :func:`gist_kv`'s output for chunks of ``lengths`` tokens."""
+    k = gm.gist.num_gist_tokens
     meta = dict(gm.cache_identity, chunks=1)
-    return [GistCache(keys=[kv[0][b, :, L:].clone() for kv in layers], values=[kv[1][b, :, L:].clone() for kv in layers],
-                      positions=positions[b, L:].cpu().clone(), next_position=len(c) + k, context_tokens=len(c),
-                      meta=dict(meta))
-            for b, c in enumerate(chunks)]
+    return [GistCache(keys=[kv[0][b].clone() for kv in gists], values=[kv[1][b].clone() for kv in gists],
+                      positions=torch.arange(n, n + k), next_position=n + k, context_tokens=n, meta=dict(meta))
+            for b, n in enumerate(lengths)]
+
+
+def _compress_batch(gm, chunks: list[list[int]]) -> list[GistCache]:
+    lengths = [len(c) for c in chunks]
+    return gist_caches(gm, gist_kv(gm, context_kv(gm, chunks), lengths), lengths)
 
 
 def compress_text(gm, text: str, batch_size: int = 8, progress: bool = False) -> GistCache:

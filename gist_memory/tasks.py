@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 
 PASSKEY_TEMPLATE = "The pass key is {key}. Remember it. {key} is the pass key."
 PASSKEY_QUESTION = "What is the pass key?"
+KO_PASSKEY_TEMPLATE = "비밀번호는 {key}입니다. 기억하세요. {key}이 비밀번호입니다."
+KO_PASSKEY_QUESTION = "비밀번호는 무엇입니까?"
 
 
 @dataclass
@@ -55,10 +57,14 @@ def plant(text: str, sentence: str, depth: float) -> str:
     return f"{text[:at]}{sentence} {text[at:]}" if at else f"{sentence} {text}"
 
 
-def passkey_sample(rng: random.Random, text: str, depth: float, sample_id: str, source_id: str = "") -> Sample:
+def passkey_sample(rng: random.Random, text: str, depth: float, sample_id: str, source_id: str = "",
+                   language: str = "en") -> Sample:
+    """Plant a 5-digit pass key sentence (English or Korean) at ``depth`` and ask for the key."""
     key = str(rng.randint(10000, 99999))
-    needle = PASSKEY_TEMPLATE.format(key=key)
-    return Sample(sample_id, "niah", plant(text, needle, depth), PASSKEY_QUESTION, key, needle, depth, source_id)
+    template, question = (PASSKEY_TEMPLATE, PASSKEY_QUESTION) if language == "en" else \
+        (KO_PASSKEY_TEMPLATE, KO_PASSKEY_QUESTION)
+    needle = template.format(key=key)
+    return Sample(sample_id, "niah", plant(text, needle, depth), question, key, needle, depth, source_id)
 
 
 # --------------------------------------------------------------------------- synthetic facts

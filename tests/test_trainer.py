@@ -55,9 +55,10 @@ def test_no_label_token_can_attend_to_any_context_token():
 
 
 def _config(tmp_path, steps, **kw):
+    kw = {"task_mix": {"niah": 1.0}, **kw}
     return TrainConfig(out_dir=str(tmp_path / "run"), num_gist_tokens=4, chunk_tokens=64, steps=steps,
                        batch_size=2, lr=1e-2, warmup_steps=2, stages=(Stage(1000, 24, 64, 2),),
-                       task_mix={"niah": 1.0}, eval_every=1000, eval_samples=0, save_every=1000, **kw)
+                       eval_every=1000, eval_samples=0, save_every=1000, **kw)
 
 
 def _fresh_model():
@@ -98,5 +99,41 @@ def test_checkpoint_resumes_to_the_same_state(tmp_path):
         a = load_file(str(tmp_path / "a" / "run" / "adapter" / name))
         b = load_file(str(tmp_path / "b" / "run" / "adapter" / name))
         assert a.keys() == b.keys()
+        for key in a:
+            torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6)
+
+
+def _pool_config(tmp_path, steps, **kw):
+    return _config(tmp_path, steps, recipe="pool", pool_size=6, pool_refresh=0.5, chunks_per_step=3,
+                   questions_per_chunk=2, facts_per_chunk=2,
+                   task_mix={"niah": 1.0, "fact": 1.0}, **kw)
+
+
+def test_pool_recipe_lowers_the_loss_and_refreshes_its_pool(tmp_path):
+    from trainers.train import train
+
+    cfg = _pool_config(tmp_path, steps=40)
+    train(cfg, model=_fresh_model(), progress=False)
+    rows = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in rows]
+    assert len(losses) == 40
+    assert sum(losses[-8:]) / 8 < 0.8 * sum(losses[:8]) / 8
+    # the first 6 are built before step 0; then 0.5 fresh chunks a step replace the oldest
+    assert sum(r["built"] for r in rows) == 39 // 2
+    assert all(r["questions"] == 6 for r in rows)  # 3 chunks x 2 questions (each has 2 facts)
+
+
+def test_pool_recipe_resumes_to_the_same_state(tmp_path):
+    from safetensors.torch import load_file
+
+    from trainers.train import train
+
+    train(_pool_config(tmp_path / "a", steps=7), model=_fresh_model(), progress=False)
+    sliced = _pool_config(tmp_path / "b", steps=7)
+    assert train(sliced, model=_fresh_model(), progress=False, stop_after=4) is None
+    train(sliced, model=_fresh_model(), progress=False)  # rebuilds the pool of step 4 from the seed
+    for name in ("adapter_model.safetensors", "gist_embeddings.safetensors"):
+        a = load_file(str(tmp_path / "a" / "run" / "adapter" / name))
+        b = load_file(str(tmp_path / "b" / "run" / "adapter" / name))
         for key in a:
             torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6)

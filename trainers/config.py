@@ -9,6 +9,9 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 TASKS = ("niah", "fact", "qa", "recon", "theme")
+RECIPES = ("episode", "pool")
+#: Genres kept for out-of-domain evaluation: no training data may come from them.
+RESERVED_GENRES = frozenset({"package-descriptions", "man-pages"})
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,19 @@ class TrainConfig:
         device, dtype: 'auto' picks CUDA/bf16 when available, else CPU/fp32.
         load_in_4bit: QLoRA: NF4 base, paged 8-bit AdamW, gradient checkpointing (CUDA).
         num_threads: torch CPU threads (0 = torch's default).
+        recipe: 'episode' (every step runs the frozen base over fresh contexts, one question each)
+            or 'pool' (a context-KV pool: each chunk's base KV is computed once and reused for
+            many questions and steps; ``trainers/pool.py``).
+        pool_size: chunks the pool keeps (pool recipe).
+        pool_refresh: fresh chunks entering the pool per step, replacing the oldest.
+        pool_dtype: storage dtype of the kept KV ('float16' or 'float32').
+        chunks_per_step: chunks drawn per step; each is a target, the others its distractors.
+        questions_per_chunk: questions asked of each drawn chunk per step.
+        facts_per_chunk: open-vocabulary facts planted in each English pool chunk.
+        language_mix: share of pool chunks by language ('en', 'ko').
+        keyed_share: share of pool chunks that hold a pass key.
+        collections: English corpus collections to train on (``gist_memory.corpus.COLLECTIONS``;
+            never the reserved evaluation genres).
     """
 
     base: str = "default"
@@ -93,6 +109,16 @@ class TrainConfig:
     dtype: str = "auto"
     load_in_4bit: bool = False
     num_threads: int = 0
+    recipe: str = "episode"
+    pool_size: int = 256
+    pool_refresh: float = 0.5
+    pool_dtype: str = "float16"
+    chunks_per_step: int = 8
+    questions_per_chunk: int = 3
+    facts_per_chunk: int = 3
+    language_mix: dict = field(default_factory=lambda: {"en": 1.0})
+    keyed_share: float = 0.5
+    collections: tuple[str, ...] = ("sotu", "web-bible")
 
     def __post_init__(self) -> None:
         stages = tuple(s if isinstance(s, Stage) else Stage(**s) for s in self.stages)
@@ -112,6 +138,29 @@ class TrainConfig:
         if [s.until_step for s in stages] != sorted(s.until_step for s in stages):
             raise ValueError("stages must be ordered by until_step")
         check_task_mix(self.task_mix, "task_mix")
+        object.__setattr__(self, "collections", tuple(self.collections))
+        if self.recipe not in RECIPES:
+            raise ValueError(f"recipe must be one of {RECIPES}, got {self.recipe!r}")
+        for name in ("pool_size", "chunks_per_step", "questions_per_chunk"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        if self.recipe == "pool" and self.chunks_per_step > self.pool_size:
+            raise ValueError(f"chunks_per_step={self.chunks_per_step} exceeds pool_size={self.pool_size}")
+        if not 0 <= self.pool_refresh <= self.pool_size:
+            raise ValueError(f"pool_refresh must be in [0, pool_size], got {self.pool_refresh}")
+        if self.pool_dtype not in ("float16", "float32", "bfloat16"):
+            raise ValueError(f"pool_dtype must be float16, float32 or bfloat16, got {self.pool_dtype!r}")
+        if not 0 <= self.keyed_share <= 1:
+            raise ValueError(f"keyed_share must be in [0, 1], got {self.keyed_share}")
+        if self.facts_per_chunk < 0:
+            raise ValueError(f"facts_per_chunk must be >= 0, got {self.facts_per_chunk}")
+        if set(self.language_mix) - {"en", "ko"} or not any(w > 0 for w in self.language_mix.values()) \
+                or any(w < 0 for w in self.language_mix.values()):
+            raise ValueError(f"language_mix needs non-negative weights for 'en' and 'ko', some positive; "
+                             f"got {self.language_mix}")
+        reserved = set(self.collections) & RESERVED_GENRES
+        if reserved:
+            raise ValueError(f"collections {sorted(reserved)} are reserved for out-of-domain evaluation")
 
     def stage(self, step: int) -> Stage:
         """The curriculum stage of ``step`` (the last stage past the end)."""
@@ -124,6 +173,7 @@ class TrainConfig:
     def to_dict(self) -> dict:
         out = asdict(self)
         out["lora_targets"] = list(self.lora_targets)
+        out["collections"] = list(self.collections)
         return out
 
     @classmethod

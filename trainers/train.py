@@ -30,6 +30,8 @@ from gist_memory.tasks import contains_match
 
 from .config import TrainConfig
 from .data import make_sample, step_samples, to_episode, training_documents
+from .pool import ContextPool, draw_rows, pool_loss
+from .validation import validate_kept, validation_set
 
 
 def lr_at(cfg: TrainConfig, step: int) -> float:
@@ -160,17 +162,41 @@ def plot_log(log_path: Path, out_png: Path) -> None:
         ax[0].set_xlabel("step")
         ax[0].set_title("training loss (answer tokens)")
         ax[0].legend()
+    # validation against the training process's cumulative step time (validation itself excluded)
+    minutes, total = {}, 0.0
+    for r in train:
+        total += r.get("s", 0.0)
+        minutes[r["step"] + 1] = total / 60
     for task in sorted({t for r in val for t in r["val"]}):
-        pts = [(r["step"], r["val"][task]) for r in val if task in r["val"]]
+        pts = [(minutes.get(r["step"], 0.0), r["val"][task]) for r in val if task in r["val"]]
         ax[1].plot(*zip(*pts), marker="o", label=task)
     ax[1].set_ylim(-0.02, 1.02)
-    ax[1].set_xlabel("step")
+    ax[1].set_xlabel("training minutes (step time on this machine)")
     ax[1].set_title("validation exact match (gists only)")
     if val:
         ax[1].legend()
     fig.tight_layout()
     fig.savefig(out_png, dpi=110)
     plt.close(fig)
+
+
+def recipe_documents(cfg: TrainConfig, split: str) -> dict[str, list]:
+    """The pool recipe's documents of ``split`` by language.
+
+    The default English collections are split together exactly as the evaluation sets split them
+    (so no test work is trained on), then filtered to ``cfg.collections``; a non-default
+    collection (``pydoc``) is split on its own.
+    """
+    from gist_memory.corpus import COLLECTIONS, load_documents, split_documents
+
+    wanted = set(cfg.collections)
+    en = [d for d in training_documents(split, seed=cfg.seed) if d.source.split(":", 1)[0] in wanted]
+    for name in sorted(n for n in wanted if not COLLECTIONS[n].default):
+        en += split_documents(load_documents("en", [name]), seed=cfg.seed)[split]
+    docs = {"en": en}
+    if cfg.language_mix.get("ko", 0) > 0:
+        docs["ko"] = training_documents(split, seed=cfg.seed, language="ko")
+    return docs
 
 
 def run_metadata(cfg: TrainConfig, gm: GistModel) -> dict:
@@ -207,31 +233,54 @@ def train(cfg: TrainConfig, model: GistModel | None = None, progress: bool = Tru
 
     (run / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     (run / "run.json").write_text(json.dumps(run_metadata(cfg, gm), indent=2))
-    docs = training_documents("train", seed=cfg.seed)
-    val = validation_samples(cfg, gm.tokenizer, cfg.eval_samples) if cfg.eval_samples else []
+    if cfg.recipe == "pool":
+        pool_docs = recipe_documents(cfg, "train")
+        pool = ContextPool(gm, pool_docs, cfg.pool_size, cfg.pool_refresh, getattr(torch, cfg.pool_dtype),
+                           lambda s: (cfg.stage(s).min_tokens, cfg.stage(s).max_tokens), seed=cfg.seed,
+                           facts=cfg.facts_per_chunk, language_mix=cfg.language_mix, keyed_share=cfg.keyed_share)
+        pool.advance(start, progress=progress)
+        val = validation_set(gm, recipe_documents(cfg, "validation"), cfg.eval_samples, seed=cfg.seed,
+                             progress=progress) if cfg.eval_samples else []
+        score = lambda: validate_kept(gm, val)  # noqa: E731
+    else:
+        docs = training_documents("train", seed=cfg.seed)
+        val = validation_samples(cfg, gm.tokenizer, cfg.eval_samples) if cfg.eval_samples else []
+        score = lambda: validate(gm, val, cfg.chunk_tokens)  # noqa: E731
     log = (run / "log.jsonl").open("a")
     bar = tqdm(total=cfg.steps, initial=start, desc="training", unit="step", disable=not progress)
     gm.train()
     end = cfg.steps if stop_after is None else min(cfg.steps, start + stop_after)
     for step in range(start, end):
         t0 = time.perf_counter()
-        episodes = [to_episode(s, gm.tokenizer, cfg.chunk_tokens) for s in step_samples(cfg, step, docs, gm.tokenizer)]
-        batch = collate(episodes, cfg.num_gist_tokens, gm.tokenizer.pad_token_id)
         for group in optimizer.param_groups:
             group["lr"] = lr_at(cfg, step)
-        loss = ddp_model(batch)
+        if cfg.recipe == "pool":
+            built = pool.advance(step)
+            rng = random.Random(f"{cfg.seed}-step-{step}")
+            drawn = rng.sample(sorted(pool.chunks, key=lambda c: c.number), cfg.chunks_per_step)
+            rows = draw_rows(rng, drawn, cfg.stage(step).max_chunks, cfg.questions_per_chunk, cfg.task_mix_at(step))
+            loss, answer_tokens = pool_loss(gm, drawn, rows)
+            extra = {"questions": len(rows), "built": built,
+                     "ctx_tokens": sum(len(c.ids) for c in drawn)}
+        else:
+            episodes = [to_episode(s, gm.tokenizer, cfg.chunk_tokens)
+                        for s in step_samples(cfg, step, docs, gm.tokenizer)]
+            batch = collate(episodes, cfg.num_gist_tokens, gm.tokenizer.pad_token_id)
+            loss = ddp_model(batch)
+            answer_tokens = int((batch.labels != -100).sum())
+            extra = {"questions": len(episodes), "ctx_tokens": int(sum(len(c) for e in episodes for c in e.chunks))}
         accelerator.backward(loss)
         accelerator.clip_grad_norm_([p for p in gm.parameters() if p.requires_grad], cfg.grad_clip)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         row = {"step": step, "loss": loss.item(), "lr": lr_at(cfg, step), "s": round(time.perf_counter() - t0, 3),
-               "ctx_tokens": int(sum(len(c) for e in episodes for c in e.chunks))}
+               "answer_tokens": answer_tokens, **extra}
         log.write(json.dumps(row) + "\n")
         bar.update(1)
         bar.set_postfix(loss=f"{row['loss']:.3f}")
         done = step + 1
         if val and (done % cfg.eval_every == 0 or done == cfg.steps):
-            scores = validate(gm, val, cfg.chunk_tokens)
+            scores = score()
             log.write(json.dumps({"step": done, "val": scores}) + "\n")
             bar.write(f"step {done}: validation {scores}")
         if done % cfg.save_every == 0 or done in (cfg.steps, end):

@@ -1,0 +1,105 @@
+"""The context-KV pool recipe: parity with compressed inference, fp16 storage, no leak, sampling."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+
+from gist_memory.cache import GistCache
+from gist_memory.compress import compress_chunks, gist_kv
+from gist_memory.generate import answer_ids, forward_on_cache, prompt_ids
+from tiny import tiny_gist_model
+from trainers.pool import ChunkPlan, Question, Row, chunks_kv, draw_rows, pool_loss, post_logits, stack_context
+
+TOL = 1e-4
+
+
+def plans_for(gm, lengths, seed=0):
+    rng = random.Random(seed)
+    plans = []
+    for i, n in enumerate(lengths):
+        q = Question("fact", prompt_ids(gm.tokenizer, f"what is fact {i}?" + " really" * (i % 3)),
+                     answer_ids(gm.tokenizer, f"value {i}" + "x" * i))
+        plans.append(ChunkPlan([rng.randrange(256) for _ in range(n)], [q], keyed=i % 2 == 0))
+    return plans
+
+
+def pool_vs_inference(gm, drawn, rows) -> float:
+    """Max |logit difference| between the pool recipe's post pass and compress-then-answer."""
+    lengths = [len(c.ids) for c in drawn]
+    with torch.no_grad():
+        gists = gist_kv(gm, stack_context(drawn, gm.device, gm.dtype), lengths)
+        train, _, spans = post_logits(gm, gists, lengths, rows, answers_only=False)  # (T, vocab), packed
+    worst = 0.0
+    for row, (a, b) in zip(rows, spans):
+        cache = GistCache.concat(compress_chunks(gm, [drawn[c].ids for c in row.chunks]))
+        logits, _, _ = forward_on_cache(gm, cache, row.question.prompt + row.question.answer)
+        # the shared prefix's logits are not returned: compare the row's own tokens
+        worst = max(worst, (train[a:b] - logits[0, -(b - a):]).abs().max().item())
+    return worst
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2", "gemma3_text"])
+def test_pool_recipe_matches_compressed_inference(arch):
+    """DESIGN invariant 2 for the pool recipe: padded draw, multi-chunk episodes in any order."""
+    gm = tiny_gist_model(arch=arch)
+    drawn = chunks_kv(gm, plans_for(gm, [20, 48, 7, 33]))
+    two = [3, 1]  # one episode asked two questions shares its chunks list (and its prefix pass)
+    rows = [Row([1], drawn[1].questions[0]), Row([2, 0, 3], drawn[0].questions[0]),
+            Row(two, drawn[3].questions[0]), Row(two, drawn[1].questions[0]), Row([0, 1, 2, 3], drawn[2].questions[0])]
+    assert pool_vs_inference(gm, drawn, rows) <= TOL
+
+
+def test_pool_parity_bites_when_a_row_reads_another_episodes_gists():
+    gm = tiny_gist_model()
+    drawn = chunks_kv(gm, plans_for(gm, [20, 30]))
+    right = [Row([0], drawn[0].questions[0])]
+    assert pool_vs_inference(gm, drawn, right) <= TOL
+    lengths = [20, 30]
+    with torch.no_grad():
+        gists = gist_kv(gm, stack_context(drawn, gm.device, gm.dtype), lengths)
+        wrong = post_logits(gm, gists, lengths, [Row([1], drawn[0].questions[0])])[0]
+        good = post_logits(gm, gists, lengths, right)[0]
+    assert (wrong - good).abs().max() > 1e-3
+
+
+def test_fp16_pool_matches_recomputed_chunk_to_fp16_tolerance():
+    gm = tiny_gist_model()
+    plans = plans_for(gm, [40, 25])
+    exact, half = chunks_kv(gm, plans), chunks_kv(gm, plans, storage_dtype=torch.float16)
+    assert half[0].keys[0].dtype == torch.float16
+    rows = [Row([0, 1], exact[0].questions[0])]
+    with torch.no_grad():
+        out = [post_logits(gm, gist_kv(gm, stack_context(d, gm.device, gm.dtype), [40, 25]), [40, 25], rows,
+                           answers_only=False)[0]
+               for d in (exact, half)]
+    scale = out[0].abs().max().item()
+    assert (out[0] - out[1]).abs().max().item() <= 5e-3 * max(scale, 1.0)
+
+
+def test_pool_loss_trains_answers_only_and_grads_reach_gists_and_lora():
+    gm = tiny_gist_model()
+    gm.train()
+    drawn = chunks_kv(gm, plans_for(gm, [20, 48, 7]))
+    rows = draw_rows(random.Random(0), drawn, max_chunks=3, questions_per_chunk=1)
+    loss, tokens = pool_loss(gm, drawn, rows)
+    assert tokens == sum(len(r.question.answer) for r in rows)
+    loss.backward()
+    assert gm.gist_embeddings.grad is not None and gm.gist_embeddings.grad.abs().sum() > 0
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for n, p in gm.model.named_parameters() if "lora" in n)
+
+
+def test_passkey_distractors_hold_no_pass_key():
+    gm = tiny_gist_model()
+    plans = plans_for(gm, [10] * 8)
+    for p in plans:
+        p.questions[0].task = "niah" if p.keyed else "fact"
+    drawn = chunks_kv(gm, plans)
+    for seed in range(20):
+        for row in draw_rows(random.Random(seed), drawn, max_chunks=4, questions_per_chunk=1):
+            if row.question.task == "niah":
+                target = [c for c in row.chunks if drawn[c].questions[0] is row.question]
+                assert len(target) == 1
+                assert all(not drawn[c].keyed for c in row.chunks if c != target[0])

@@ -1,0 +1,364 @@
+"""The context-KV pool recipe: compute a chunk's frozen-base KV once, train many questions on it.
+
+The frozen base model's pass over a chunk (~70% of a step of the episode recipe) never changes
+during training, so each training chunk's context KV is computed once and kept (fp16 by
+default: ~11.8 MB per 512-token chunk of the default model). A step then runs only what learns::
+
+    pool:  chunk_1 .. chunk_M     context KV (n_layers x (kv_heads, L_i, head_dim)), planted needles, questions
+    step:  draw N chunks                                        e.g. N = 8
+           gist pass, adapter, grad:  k gists on each chunk's kept KV     -> (N, kv_heads, k, head_dim) per layer
+           episodes: each drawn chunk is a target; 0..max_chunks-1 others of the same draw are its
+                     distractors (their gists are already computed: distractors cost nothing)
+           post pass, adapter, grad:  Q questions per episode on top of the episode's concatenated
+                     gists, positions from max(L_i + k) on (DESIGN invariant 3)   -> loss on the answer
+
+Fresh chunks replace the oldest at ``pool_refresh`` per step. Chunk ``i`` is a pure function of
+(seed, i) and the pool at step ``s`` holds a fixed range of chunk numbers, so a resumed run
+rebuilds exactly the pool it had (the pool is regenerable and never saved).
+
+The gist pass is :func:`gist_memory.compress.gist_kv`, the very function compression runs, and
+the post pass follows ``generate.forward_on_cache``'s convention; ``tests/test_pool.py`` checks
+the two paths agree (DESIGN invariant 2).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, field
+
+import torch
+
+from gist_memory.compress import context_kv, gist_kv
+from gist_memory.corpus import SourceDocument
+from gist_memory.facts import open_fact
+from gist_memory.generate import answer_ids, prompt_ids
+from gist_memory.mask import additive_mask
+from gist_memory.tasks import cloze_sample, passkey_sample, plant, recon_sample
+
+from .data import sample_text
+
+IGNORE_INDEX = -100
+
+
+@dataclass
+class Question:
+    """One question on a pool chunk: token ids of the templated prompt and of the answer."""
+
+    task: str
+    prompt: list[int]
+    answer: list[int]
+
+
+@dataclass
+class PoolChunk:
+    """A training chunk, its kept context KV and the questions that can be asked of it.
+
+    keys, values: per layer (kv_heads, L, head_dim), in the pool's storage dtype.
+    keyed: the chunk holds a pass key (a passkey question's distractors must not).
+    """
+
+    number: int
+    ids: list[int]
+    keys: list[torch.Tensor]
+    values: list[torch.Tensor]
+    questions: list[Question]
+    keyed: bool
+    language: str = "en"
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in self.keys + self.values)
+
+
+@dataclass
+class Row:
+    """One post-pass row: a question on an episode of drawn chunks (indices into the draw, in order)."""
+
+    chunks: list[int]
+    question: Question
+
+
+@dataclass
+class ChunkPlan:
+    """What goes into a chunk before its KV exists: text, token ids, questions."""
+
+    ids: list[int]
+    questions: list[Question] = field(default_factory=list)
+    keyed: bool = False
+    language: str = "en"
+
+
+def plan_chunk(rng: random.Random, docs: dict[str, list[SourceDocument]], tokenizer, n_tokens: int,
+               chunk_tokens: int, facts: int, language: str, keyed: bool) -> ChunkPlan:
+    """Real text of about ``n_tokens`` with needles planted: a pass key (if ``keyed``) and ``facts``
+    open-vocabulary facts for English, plus a cloze question and the text's opening on the real text."""
+    needles, questions = [], []
+    if keyed:
+        key = passkey_sample(rng, "x", 0.5, "k", language=language)
+        needles.append(key.needle)
+        questions.append(("niah", key.question, key.answer))
+    if language == "en":
+        for _ in range(facts):
+            fact = open_fact(rng)
+            needles.append(fact.needle)
+            questions.append(("fact", fact.question, fact.answer))
+    needle_tokens = sum(len(tokenizer(n, add_special_tokens=False)["input_ids"]) + 1 for n in needles)
+    text, _ = sample_text(rng, docs[language], tokenizer, max(n_tokens - needle_tokens, 16))
+    cloze = cloze_sample(rng, text, "c")
+    if cloze is not None:
+        questions.append(("qa", cloze.question, cloze.answer))
+    if rng.random() < 0.3:
+        recon = recon_sample(tokenizer, text, "r", n_tokens=24)
+        questions.append(("recon", recon.question, recon.answer))
+    for needle in needles:
+        text = plant(text, needle, rng.uniform(0.05, 0.95))
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"][:chunk_tokens]
+    return ChunkPlan(ids, [Question(t, prompt_ids(tokenizer, q), answer_ids(tokenizer, a)) for t, q, a in questions],
+                     keyed, language)
+
+
+class ContextPool:
+    """A FIFO of :class:`PoolChunk`; at step ``s`` it holds chunk numbers [first(s), first(s) + size).
+
+    Args:
+        gm: the GistModel in training (its base computes the KV).
+        docs: training documents by language.
+        size: chunks kept.
+        refresh: new chunks per step (0.5: one every other step).
+        storage_dtype: dtype the KV is kept in (fp16 halves the memory; fp32 is exact).
+        length_at: step -> (min_tokens, max_tokens) of chunks made at that step (the curriculum).
+        seed: chunk ``i`` is drawn from ``random.Random(f"{seed}-chunk-{i}")``.
+        facts, language_mix, keyed_share: what each chunk holds.
+    """
+
+    def __init__(self, gm, docs: dict[str, list[SourceDocument]], size: int, refresh: float,
+                 storage_dtype: torch.dtype, length_at, seed: int = 0, facts: int = 3,
+                 language_mix: dict[str, float] | None = None, keyed_share: float = 0.5, batch: int = 8):
+        self.gm, self.docs, self.size, self.refresh = gm, docs, size, refresh
+        self.storage_dtype, self.length_at, self.seed, self.facts = storage_dtype, length_at, seed, facts
+        self.language_mix = language_mix or {"en": 1.0}
+        self.keyed_share, self.batch = keyed_share, batch
+        self.chunks: list[PoolChunk] = []
+        self.built_seconds = 0.0
+
+    def first(self, step: int) -> int:
+        return math.floor(step * self.refresh)
+
+    def made_at(self, number: int) -> int:
+        """The step at which chunk ``number`` entered the pool (its curriculum length is that step's)."""
+        return 0 if number < self.size else math.ceil((number - self.size + 1) / self.refresh) if self.refresh else 0
+
+    def plan(self, number: int) -> ChunkPlan:
+        rng = random.Random(f"{self.seed}-chunk-{number}")
+        langs, weights = zip(*self.language_mix.items())
+        language = rng.choices(langs, weights)[0]
+        lo, hi = self.length_at(self.made_at(number))
+        return plan_chunk(rng, self.docs, self.gm.tokenizer, rng.randint(lo, hi), self.gm.gist.chunk_tokens,
+                          self.facts, language, keyed=rng.random() < self.keyed_share)
+
+    @torch.no_grad()
+    def build(self, numbers: list[int]) -> list[PoolChunk]:
+        """Plan chunks and run the frozen base over them, ``batch`` at a time."""
+        import time
+
+        t0 = time.perf_counter()
+        out = []
+        for start in range(0, len(numbers), self.batch):
+            group = numbers[start:start + self.batch]
+            plans = [self.plan(n) for n in group]
+            layers = context_kv(self.gm, [p.ids for p in plans])  # per layer (B, kv_heads, L, head_dim)
+            for b, (n, p) in enumerate(zip(group, plans)):
+                L = len(p.ids)
+                out.append(PoolChunk(n, p.ids, [k[b, :, :L].to(self.storage_dtype).clone() for k, _ in layers],
+                                     [v[b, :, :L].to(self.storage_dtype).clone() for _, v in layers],
+                                     p.questions, p.keyed, p.language))
+        self.built_seconds += time.perf_counter() - t0
+        return out
+
+    def advance(self, step: int, progress: bool = False) -> int:
+        """Bring the pool to the range of ``step``; returns how many chunks were built."""
+        lo = self.first(step)
+        have = {c.number for c in self.chunks}
+        self.chunks = [c for c in self.chunks if c.number >= lo]
+        missing = [n for n in range(lo, lo + self.size) if n not in have]
+        if progress and len(missing) > self.batch:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(missing), desc="context-KV pool", unit="chunk")
+            for start in range(0, len(missing), self.batch):
+                self.chunks += self.build(missing[start:start + self.batch])
+                bar.update(min(self.batch, len(missing) - start))
+            bar.close()
+        elif missing:
+            self.chunks += self.build(missing)
+        return len(missing)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(c.nbytes for c in self.chunks)
+
+
+def draw_rows(rng: random.Random, drawn: list[PoolChunk], max_chunks: int, questions_per_chunk: int,
+              task_weights: dict[str, float] | None = None) -> list[Row]:
+    """Episodes over a draw: each drawn chunk is a target with 0..max_chunks-1 distractors from the
+    same draw, and up to ``questions_per_chunk`` of its questions are asked of the episode (the
+    rows of one episode share one ``chunks`` list), drawn without replacement by ``task_weights``
+    (a task of weight 0, or not named, is not asked).
+
+    A pass key question's distractors hold no pass key, so its answer is unique in the episode;
+    fact questions name an invented owner, so a distractor's facts never answer them.
+    """
+    rows = []
+    for t, chunk in enumerate(drawn):
+        weights = task_weights or {q.task: 1.0 for q in chunk.questions}
+        # weighted sampling without replacement: order by u ** (1 / w) (Efraimidis and Spirakis)
+        keyed = [(rng.random() ** (1 / weights[q.task]), i) for i, q in enumerate(chunk.questions)
+                 if weights.get(q.task, 0) > 0]
+        asked = [chunk.questions[i] for _, i in sorted(keyed, reverse=True)[:questions_per_chunk]]
+        if not asked:
+            continue
+        plain = [i for i, c in enumerate(drawn) if i != t and not c.keyed]
+        others = [i for i in range(len(drawn)) if i != t]
+        choices = plain if any(q.task == "niah" for q in asked) else others
+        n = min(rng.randint(1, max_chunks) - 1, len(choices))
+        episode = rng.sample(choices, n) + [t]
+        rng.shuffle(episode)
+        rows += [Row(episode, q) for q in asked]
+    return rows
+
+
+def stack_context(chunks: list[PoolChunk], device, dtype) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Kept KV of the drawn chunks, right-padded to the longest: per layer (N, kv_heads, L, head_dim)."""
+    L = max(len(c.ids) for c in chunks)
+
+    def pad(t: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.pad(t.to(device, dtype), (0, 0, 0, L - t.shape[1]))
+
+    return [(torch.stack([pad(c.keys[i]) for c in chunks]), torch.stack([pad(c.values[i]) for c in chunks]))
+            for i in range(len(chunks[0].keys))]
+
+
+def _common_prefix(seqs: list[list[int]]) -> int:
+    n = min(len(s) for s in seqs)
+    for i in range(n):
+        if any(s[i] != seqs[0][i] for s in seqs):
+            return i
+    return n
+
+
+def _cache(gm, layers: list[tuple[torch.Tensor, torch.Tensor]]):
+    from transformers import DynamicCache
+
+    past = DynamicCache(config=gm.model.config)
+    for i, (key, value) in enumerate(layers):
+        past.update(key, value, i)
+    return past
+
+
+def post_logits(gm, gists: list[tuple[torch.Tensor, torch.Tensor]], lengths: list[int], rows: list[Row],
+                answers_only: bool = True) -> tuple[torch.Tensor, torch.Tensor, list[tuple[int, int]]]:
+    """Run every row's post tokens on top of its episode's concatenated gists.
+
+    Two passes, the same computation as one: the prompt prefix all rows share (the chat template's
+    system turn and user header) runs once per episode on its gists; then the own tokens of an
+    episode's rows, packed into one sequence of the batch, run on top of its gists and prefix, a
+    block mask letting each token see only its own row's earlier tokens::
+
+        keys of episode e:     [gists e][prefix e][row 0 own][row 1 own] ..
+        a token of row 1:         ■        ■          ·      ■ (causal)  ·
+
+    Args:
+        gists: per layer (N, kv_heads, k, head_dim), :func:`gist_kv`'s output for the draw.
+        lengths: context length of each drawn chunk (its gists sit at L_i..L_i+k-1).
+        answers_only: compute logits only where the next token is an answer token (training:
+            spares the vocabulary projection of the prompt); else at every own token.
+
+    Returns:
+        logits (T_sel, vocab); targets (T_sel,): the token each logit predicts (IGNORE_INDEX at a
+        row's last token); spans: each row's [start, end) among the logits (with answers_only=False).
+    """
+    dev, k, N = gm.device, gm.gist.num_gist_tokens, len(lengths)
+    episodes = list({id(r.chunks): r.chunks for r in rows}.values())
+    of_row = [next(e for e, ep in enumerate(episodes) if ep is r.chunks) for r in rows]
+    E = len(episodes)
+    G = max(len(ep) for ep in episodes) * k
+    # gather index into the draw's gist entries flattened to N*k (N*k: a zero pad entry)
+    index = torch.full((E, G), N * k, dtype=torch.long)
+    valid = torch.zeros(E, G, dtype=torch.bool)
+    start = []
+    for e, ep in enumerate(episodes):
+        entries = torch.cat([torch.arange(c * k, (c + 1) * k) for c in ep])
+        index[e, :len(entries)], valid[e, :len(entries)] = entries, True
+        start.append(max(lengths[c] + k for c in ep))
+
+    def gather(t: torch.Tensor) -> torch.Tensor:  # (N, h, k, d) -> (E, h, G, d)
+        flat = t.transpose(1, 2).reshape(N * k, t.shape[1], t.shape[3])
+        flat = torch.cat([flat, flat.new_zeros(1, *flat.shape[1:])])
+        return flat[index.to(dev)].transpose(1, 2)
+
+    layers = [(gather(key), gather(value)) for key, value in gists]
+    posts = [r.question.prompt + r.question.answer for r in rows]
+    S = min(_common_prefix(posts), min(len(r.question.prompt) for r in rows) - 1)
+    if S > 0:  # the shared prefix, once per episode: (E, S) on top of (E, G) gists
+        ids = torch.tensor(posts[0][:S]).expand(E, S)
+        allowed = torch.cat([valid[:, None, :].expand(E, S, G), torch.ones(S, S, dtype=torch.bool).tril().expand(E, S, S)], 2)
+        positions = torch.tensor(start)[:, None] + torch.arange(S)
+        past = gm.model(input_ids=ids.to(dev), attention_mask=additive_mask(allowed, gm.dtype).to(dev),
+                        position_ids=positions.to(dev), past_key_values=_cache(gm, layers),
+                        use_cache=True, logits_to_keep=1).past_key_values
+        layers = [(layer.keys, layer.values) for layer in past.layers]  # (E, h, G+S, d)
+    W = G + S  # key columns per episode
+    # each episode's rows' own tokens, packed into one row of the batch: (E, Tp) on (E, W)
+    own = [p[S:] for p in posts]
+    spans, fill = [], [0] * E
+    for o, e in zip(own, of_row):
+        spans.append((fill[e], fill[e] + len(o)))
+        fill[e] += len(o)
+    Tp = max(fill)
+    ids = torch.full((E, Tp), gm.tokenizer.pad_token_id, dtype=torch.long)
+    positions = torch.zeros(E, Tp, dtype=torch.long)
+    real = torch.zeros(E, Tp, dtype=torch.bool)
+    own_cols = torch.zeros(E, Tp, Tp, dtype=torch.bool)
+    targets = torch.full((E, Tp), IGNORE_INDEX, dtype=torch.long)
+    for (a, b), o, e, row in zip(spans, own, of_row, rows):
+        ids[e, a:b] = torch.tensor(o)
+        positions[e, a:b] = torch.arange(start[e] + S, start[e] + S + len(o))
+        real[e, a:b] = True
+        own_cols[e, a:b, a:b] = torch.ones(b - a, b - a, dtype=torch.bool).tril()
+        first = b - len(row.question.answer) - 1 if answers_only else a  # first position kept
+        targets[e, first:b - 1] = torch.tensor(o[first - a + 1:])
+    own_cols |= (~real[:, :, None]) & torch.eye(Tp, dtype=torch.bool)[None]  # a pad sees itself only
+    allowed = torch.cat([valid[:, None, :].expand(E, Tp, G) & real[:, :, None],
+                         real[:, :, None].expand(E, Tp, S), own_cols], dim=2)
+    causal_lm = gm.model.get_base_model() if hasattr(gm.model, "get_base_model") else gm.model
+    hidden = causal_lm.get_decoder()(input_ids=ids.to(dev), attention_mask=additive_mask(allowed, gm.dtype).to(dev),
+                                     position_ids=positions.to(dev), past_key_values=_cache(gm, layers),
+                                     use_cache=True).last_hidden_state  # (E, Tp, hidden)
+    keep = (targets != IGNORE_INDEX) if answers_only else real
+    logits = causal_lm.get_output_embeddings()(hidden[keep.to(dev)])  # (T_sel, vocab)
+    cap = getattr(causal_lm.config.get_text_config(), "final_logit_softcapping", None)
+    if cap:
+        logits = torch.tanh(logits / cap) * cap
+    # spans index the kept rows of ``logits`` when every own token is kept
+    offsets = [sum(fill[:e]) for e in range(E)]
+    spans = [(offsets[e] + a, offsets[e] + b) for (a, b), e in zip(spans, of_row)]
+    return logits, targets[keep], spans
+
+
+def pool_loss(gm, drawn: list[PoolChunk], rows: list[Row]) -> tuple[torch.Tensor, int]:
+    """Mean cross-entropy over the answer tokens of ``rows``; returns (loss, answer tokens)."""
+    lengths = [len(c.ids) for c in drawn]
+    gists = gist_kv(gm, stack_context(drawn, gm.device, gm.dtype), lengths)
+    logits, targets, _ = post_logits(gm, gists, lengths, rows)
+    loss = torch.nn.functional.cross_entropy(logits.float(), targets.to(logits.device))
+    return loss, int(targets.numel())
+
+
+def chunks_kv(gm, plans: list[ChunkPlan], storage_dtype=torch.float32) -> list[PoolChunk]:
+    """PoolChunks of explicit plans (validation sets and tests), KV computed now."""
+    layers = context_kv(gm, [p.ids for p in plans])
+    return [PoolChunk(i, p.ids, [k[b, :, :len(p.ids)].to(storage_dtype).clone() for k, _ in layers],
+                      [v[b, :, :len(p.ids)].to(storage_dtype).clone() for _, v in layers], p.questions, p.keyed,
+                      p.language)
+            for b, (i, p) in enumerate(zip(range(len(plans)), plans))]

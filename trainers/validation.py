@@ -1,0 +1,103 @@
+"""Held-out validation for the pool recipe: fixed samples on the validation split, scored by exact match.
+
+Tasks (``n`` samples each, documents of the validation split only, 1-2 chunks of 256-512 tokens,
+the needle in one chunk at a depth of 10-90%):
+
+- ``niah``: the English pass key;  ``niah_ko``: the Korean pass key in Korean text;
+- ``fact``: an open-vocabulary fact of a kind the trainer plants, in the trainer's phrasings;
+- ``fact_new_kind``: a fact of a kind the trainer never plants (``facts.HELD_OUT_KINDS``).
+
+The frozen base's context KV of every chunk is computed once and kept (fp16, as in the pool);
+each validation then runs what compression runs after that pass (``compress.gist_kv``) and
+answers with ``GistModel.generate`` from the resulting gist caches: the inference path, minus a
+context pass that the adapter cannot change.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import torch
+
+from gist_memory.compress import gist_caches, gist_kv
+from gist_memory.corpus import SourceDocument
+from gist_memory.facts import open_fact_sample
+from gist_memory.tasks import contains_match, passkey_sample
+
+from .data import sample_text
+from .pool import ChunkPlan, PoolChunk, chunks_kv, stack_context
+
+TASKS = ("niah", "fact", "fact_new_kind", "niah_ko")
+
+
+@dataclass
+class ValSample:
+    task: str
+    chunks: list[PoolChunk]
+    question: str
+    answer: str
+
+
+def _sample(rng: random.Random, task: str, docs: dict[str, list[SourceDocument]], tokenizer, i: int):
+    language = "ko" if task == "niah_ko" else "en"
+    n_chunks = rng.randint(1, 2)
+    texts = [sample_text(rng, docs[language], tokenizer, rng.randint(256, 480))[0] for _ in range(n_chunks)]
+    target, depth = rng.randrange(n_chunks), rng.uniform(0.1, 0.9)
+    if task.startswith("niah"):
+        s = passkey_sample(rng, texts[target], depth, f"val-{i}", language=language)
+    else:
+        s = open_fact_sample(rng, texts[target], depth, f"val-{i}", held_out_kind=task == "fact_new_kind")
+    texts[target] = s.context
+    return texts, s.question, s.answer
+
+
+def validation_set(gm, docs: dict[str, list[SourceDocument]], n: int, seed: int = 0,
+                   tasks: tuple[str, ...] = TASKS, progress: bool = False) -> list[ValSample]:
+    """``n`` samples per task with their chunks' context KV computed (once, here)."""
+    from tqdm.auto import tqdm
+
+    tasks = tuple(t for t in tasks if t != "niah_ko" or docs.get("ko"))
+    rng = random.Random(f"validation-{seed}")
+    chunk_tokens = gm.gist.chunk_tokens
+    drafts = []
+    for task in tasks:
+        for i in range(n):
+            texts, q, a = _sample(rng, task, docs, gm.tokenizer, i)
+            ids = [gm.tokenizer(t, add_special_tokens=False)["input_ids"][:chunk_tokens] for t in texts]
+            drafts.append((task, ids, q, a))
+    flat = [ids for _, chunks, _, _ in drafts for ids in chunks]
+    kept: list[PoolChunk] = []
+    bar = tqdm(total=len(flat), desc="validation context KV", unit="chunk", disable=not progress)
+    for start in range(0, len(flat), 8):
+        kept += chunks_kv(gm, [ChunkPlan(ids) for ids in flat[start:start + 8]], storage_dtype=torch.float16)
+        bar.update(len(flat[start:start + 8]))
+    bar.close()
+    out, at = [], 0
+    for task, chunks, q, a in drafts:
+        out.append(ValSample(task, kept[at:at + len(chunks)], q, a))
+        at += len(chunks)
+    return out
+
+
+@torch.no_grad()
+def validate_kept(gm, samples: list[ValSample], max_new_tokens: int = 12, batch: int = 16) -> dict[str, float]:
+    """Exact match by task, answering from gist caches made over the kept context KV."""
+    was_training = gm.training
+    gm.eval()
+    chunks = [c for s in samples for c in s.chunks]
+    caches = []
+    for start in range(0, len(chunks), batch):
+        group = chunks[start:start + batch]
+        lengths = [len(c.ids) for c in group]
+        caches += gist_caches(gm, gist_kv(gm, stack_context(group, gm.device, gm.dtype), lengths), lengths)
+    hits: dict[str, list[bool]] = {}
+    at = 0
+    for s in samples:
+        mine = caches[at:at + len(s.chunks)]
+        at += len(s.chunks)
+        answer = gm.generate(s.question, mine, max_new_tokens=max_new_tokens).text
+        hits.setdefault(s.task, []).append(contains_match(answer, s.answer))
+    if was_training:
+        gm.train()
+    return {task: sum(v) / len(v) for task, v in hits.items()}
