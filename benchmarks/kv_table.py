@@ -1,7 +1,7 @@
 """How much memory a gist cache takes against the full context's KV cache, measured.
 
 For each context length, the first N tokens of real prose (State of the Union addresses from
-``gist_memory.corpus``) are split into chunks and compressed with k gist tokens a chunk; the table
+``gist_memory.data.corpus``) are split into chunks and compressed with k gist tokens a chunk; the table
 reports the bytes of the kept gist KV and, with ``--measure_full``, the bytes of the KV cache a
 plain prefill of the whole context leaves behind (else that size is the cache's bytes per entry
 times the context tokens). Gist KV bytes do not depend on what an adapter learned, so the untrained
@@ -20,9 +20,9 @@ import time
 import torch
 
 from gist_memory import GistCache, GistModel, __version__
-from gist_memory.cli import human_bytes
+from gist_memory.units import human_bytes
 from gist_memory.compress import compress_chunks, split_tokens
-from gist_memory.corpus import load_documents
+from gist_memory.data.corpus import load_documents
 from gist_memory.provenance import versions
 
 

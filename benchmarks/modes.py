@@ -23,7 +23,7 @@ QUESTIONS = ("How much did the total wealth of the country grow between 1860 and
 
 def one_document(tokenizer, n_tokens: int):
     """(doc_id, text): the first English corpus document of at least ``n_tokens`` tokens, cut to that many."""
-    from gist_memory.corpus import load_documents
+    from gist_memory.data.corpus import load_documents
     from gist_memory.documents import chunk_text
 
     for doc in load_documents(language="en"):
@@ -48,8 +48,8 @@ def main(tokens: int = 4096, repeats: int = 2, top_k: int = 4, max_new_tokens: i
     import torch
 
     from gist_memory import GistMemory, __version__
-    from gist_memory.cli import human_bytes
-    from gist_memory.memory import MODES
+    from gist_memory.units import human_bytes
+    from gist_memory.config import MODES
     from gist_memory.provenance import versions
 
     with GistMemory(model=model, device=device, top_k=top_k) as mem:

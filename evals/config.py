@@ -7,7 +7,7 @@ import shlex
 from dataclasses import asdict, dataclass, fields
 from typing import Literal
 
-MODES = ("rag", "gist", "hybrid", "full")
+from gist_memory.config import MODES, Mode, check_gist_settings
 #: What ``--metrics`` turns on, cumulatively: ``basic`` is exact match and cost only; ``offline``
 #: adds the RAGAS metrics that need no LLM (semantic similarity with the local embedding model,
 #: string similarity, ROUGE-L, non-LLM context recall).
@@ -68,7 +68,7 @@ class EvalConfig:
         progress: show progress bars.
     """
 
-    mode: Literal["rag", "gist", "hybrid", "full", "all"] = "hybrid"
+    mode: Mode | Literal["all"] = "hybrid"
     dataset: str = "niah,theme"
     limit: int | None = None
     model: str = "default"
@@ -102,10 +102,7 @@ class EvalConfig:
         for name in ("top_k", "max_new_tokens", "theme_tokens"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.gist_tokens is not None and not 1 <= self.gist_tokens <= 256:
-            raise ValueError(f"gist_tokens must be in [1, 256], got {self.gist_tokens}")
-        if self.chunk_tokens is not None and self.chunk_tokens < 8:
-            raise ValueError(f"chunk_tokens must be at least 8, got {self.chunk_tokens}")
+        check_gist_settings(self.gist_tokens, self.chunk_tokens, names=("gist_tokens", "chunk_tokens"))
         if self.metrics not in METRIC_SETS:
             raise ValueError(f"metrics must be one of {', '.join(METRIC_SETS)}, got {self.metrics!r}")
         _ints(self.lengths, "lengths")
@@ -116,8 +113,8 @@ class EvalConfig:
         if not depths or any(not 0 < d < 1 for d in depths):
             raise ValueError(f"depths must be fractions strictly between 0 and 1, got {self.depths!r}")
         if self.sweep_gist_tokens is not None:
-            if any(not 1 <= k <= 256 for k in _ints(self.sweep_gist_tokens, "sweep_gist_tokens")):
-                raise ValueError(f"sweep_gist_tokens values must be in [1, 256], got {self.sweep_gist_tokens!r}")
+            for k in _ints(self.sweep_gist_tokens, "sweep_gist_tokens"):
+                check_gist_settings(k, names=("sweep_gist_tokens values", ""))
         if self.adapter_dir_pattern is not None and "{k}" not in self.adapter_dir_pattern:
             raise ValueError(f"adapter_dir_pattern must contain {{k}}, got {self.adapter_dir_pattern!r}")
         if self.adapter_dir_pattern is not None and self.sweep_gist_tokens is None:

@@ -1,6 +1,6 @@
 """Evaluation datasets: seeded builders over real text, and a JSONL loader.
 
-Builders read only the ``"test"`` split of :func:`gist_memory.corpus.split_documents` (split by
+Builders read only the ``"test"`` split of :func:`gist_memory.data.corpus.split_documents` (split by
 source work, so no speech or book an adapter was trained on is evaluated on):
 
 - ``niah``: an English passkey sentence (5-digit key) planted at a depth of 10-90% of a haystack
@@ -10,9 +10,9 @@ source work, so no speech or book an adapter was trained on is evaluated on):
   presidents of the Republic of Korea.
 - ``facts``: a synthetic fact (a person, place, object, time or quantity) planted like the
   passkey and asked about in other words, both in phrasings the trainer never uses
-  (:data:`gist_memory.tasks.FACT_KINDS`, held-out templates): does the memory generalise?
+  (:data:`gist_memory.data.tasks.FACT_KINDS`, held-out templates): does the memory generalise?
 - ``theme``: "what is this text about?" over one document, with a reference written from its
-  metadata (:mod:`gist_memory.themes`).
+  metadata (:mod:`gist_memory.data.themes`).
 
 Context lengths are counted in the evaluated model's tokens. Any other dataset is a JSONL file,
 one object per line with ``id``, ``task`` (``niah``, ``fact``, ``theme`` or ``qa``), ``context``,
@@ -27,9 +27,9 @@ import random
 from pathlib import Path
 from typing import Sequence
 
-from gist_memory.corpus import SourceDocument, load_documents, split_documents
-from gist_memory.tasks import Sample, fact_sample, passkey_sample, plant, trim_to_tokens
-from gist_memory.themes import theme_sample
+from gist_memory.data.corpus import SourceDocument, load_documents, split_documents
+from gist_memory.data.tasks import Sample, fact_sample, passkey_sample, trim_to_tokens
+from gist_memory.data.themes import theme_sample
 
 __all__ = ["BUILDERS", "TASKS", "DatasetError", "build", "load_jsonl", "write_jsonl"]
 

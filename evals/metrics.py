@@ -18,7 +18,7 @@ import warnings
 from dataclasses import dataclass
 from typing import Callable, Literal
 
-from gist_memory.tasks import contains_match
+from gist_memory.data.scoring import contains_match
 
 from .records import Record
 

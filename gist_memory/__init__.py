@@ -21,9 +21,9 @@ _EXPORTS = {
     "InputError": ".errors",
     "ModelLoadError": ".errors",
     "GistMemory": ".memory",
-    "Answer": ".memory",
-    "AnswerStream": ".memory",
-    "Source": ".memory",
+    "Answer": ".answers",
+    "AnswerStream": ".answers",
+    "Source": ".answers",
     "Document": ".documents",
 }
 

@@ -1,6 +1,6 @@
 """GistCache: the per-layer keys and values of gist tokens only, and their positions.
 
-A cache is data, never code (DESIGN invariant 5): it is saved as safetensors with string
+A cache is data, never code (docs/design.md invariant 5): it is saved as safetensors with string
 metadata, and loading refuses pickles, truncated files and caches made by another base model,
 adapter or gist configuration with an error naming both sides.
 """
@@ -79,7 +79,7 @@ class GistCache:
         """Join caches in chunk order, keeping each entry at the position it was computed at.
 
         The question then starts at the largest ``next_position``: the convention of
-        ``mask.episode_layout`` that training uses (DESIGN invariant 3).
+        ``mask.episode_layout`` that training uses (docs/design.md invariant 3).
         """
         if not caches:
             raise ValueError("concat needs at least one cache")

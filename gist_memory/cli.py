@@ -24,6 +24,7 @@ from jsonargparse import ActionYesNo, ArgumentParser
 from jsonargparse.typing import register_type
 
 from .errors import GistMemoryError, InputError
+from .units import human_bytes
 
 
 class IntList(tuple):
@@ -54,14 +55,6 @@ class _Parser(ArgumentParser):
             del kwargs["type"]
             kwargs["action"] = ActionYesNo(no_prefix="no_")
         return super().add_argument(*args, *extra, **kwargs)
-
-
-def human_bytes(nbytes: float) -> str:
-    """``15360`` -> ``15.0 KiB``."""
-    units, power = ("B", "KiB", "MiB", "GiB"), 0
-    while nbytes >= 1024 and power < len(units) - 1:
-        nbytes, power = nbytes / 1024, power + 1
-    return f"{nbytes:.0f} B" if power == 0 else f"{nbytes:.1f} {units[power]}"
 
 
 def _read_text(file: str) -> str:
@@ -235,14 +228,16 @@ def mask(output: str = "gist_mask.png", chunk_lengths: IntList = IntList((6, 5))
         model: the model whose tokenizer and chat template are used (with --text).
         chunk_tokens: tokens per chunk (with --text); by default the model's.
     """
-    from .recipe import Episode, collate
+    import torch
+
+    from .mask import episode_layout, gist_attention_allowed
     from .viz import render_mask
 
     if text is None and question is None:
         if not chunk_lengths or min(chunk_lengths) < 1 or post < 0:
             raise InputError(f"--chunk-lengths needs positive lengths and --post >= 0, got {list(chunk_lengths)}"
                              f" and {post}")
-        episode, pad_id, tokens = Episode([[0] * n for n in chunk_lengths], [0] * post), 0, None
+        lengths, post_len, tokens = list(chunk_lengths), post, None
     else:
         if text is None or question is None:
             raise InputError("give both --text and --question (or neither, for a synthetic layout)")
@@ -252,14 +247,16 @@ def mask(output: str = "gist_mask.png", chunk_lengths: IntList = IntList((6, 5))
         gm = _load_model(model, "none", "cpu", "float32", False, gist_tokens, chunk_tokens)
         tok = gm.tokenizer
         chunks = split_tokens(tokenize(tok, text), gm.gist.chunk_tokens)
-        episode = Episode(chunks, prompt_ids(tok, question), answer_ids(tok, answer) if answer else [])
-        pad_id = tok.pad_token_id
-        ids = sum(chunks, []) + [None] * (gist_tokens * len(chunks)) + episode.post
+        post_ids = prompt_ids(tok, question) + (answer_ids(tok, answer) if answer else [])
+        lengths, post_len = [len(c) for c in chunks], len(post_ids)
+        ids = sum(chunks, []) + [None] * (gist_tokens * len(chunks)) + post_ids
         tokens = ["" if i is None else tok.decode([i]) for i in ids]
-    lengths = [len(c) for c in episode.chunks]
-    title = f"gist attention mask: chunks of {lengths} tokens, k={gist_tokens}, {len(episode.post)} post-gist tokens"
-    batch = collate([episode], gist_tokens, pad_id)
-    path = render_mask(batch.allowed[0], batch.kinds[0], batch.chunks[0], output, tokens=tokens, title=title)
+    # the layout training packs for one episode (no padding): contexts, gists, post-gist tokens
+    layout = episode_layout(lengths, gist_tokens, post_len)
+    kinds, chunk_of = torch.tensor(layout.kinds), torch.tensor(layout.chunks)
+    allowed = gist_attention_allowed(kinds[None], chunk_of[None])[0]
+    title = f"gist attention mask: chunks of {lengths} tokens, k={gist_tokens}, {post_len} post-gist tokens"
+    path = render_mask(allowed, kinds, chunk_of, output, tokens=tokens, title=title)
     print(f"wrote {path}")
 
 

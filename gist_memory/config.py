@@ -3,9 +3,28 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Literal
 
 #: Format version written into every cache and adapter file; bump on an incompatible change.
 FORMAT_VERSION = 1
+
+#: The query modes of the pipeline: text of the top-k chunks, gists of every chunk, gists of the
+#: top-k chunks, the whole text. The one definition; the harness and the integrations use it.
+MODES = ("rag", "gist", "hybrid", "full")
+Mode = Literal["rag", "gist", "hybrid", "full"]
+
+#: Bounds of the gist settings (inclusive).
+GIST_TOKENS_RANGE = (1, 256)
+CHUNK_TOKENS_RANGE = (8, 32768)
+
+
+def check_gist_settings(num_gist_tokens: int | None = None, chunk_tokens: int | None = None,
+                        names: tuple[str, str] = ("num_gist_tokens", "chunk_tokens")) -> None:
+    """Raise ValueError, naming the field, for a k or chunk length outside its bounds (None: unset)."""
+    for value, (lo, hi), name in ((num_gist_tokens, GIST_TOKENS_RANGE, names[0]),
+                                  (chunk_tokens, CHUNK_TOKENS_RANGE, names[1])):
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi):
+            raise ValueError(f"{name} must be an integer in [{lo}, {hi}], got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -24,10 +43,7 @@ class GistConfig:
     chunk_tokens: int = 512
 
     def __post_init__(self) -> None:
-        if not isinstance(self.num_gist_tokens, int) or not 1 <= self.num_gist_tokens <= 256:
-            raise ValueError(f"num_gist_tokens must be an integer in [1, 256], got {self.num_gist_tokens!r}")
-        if not isinstance(self.chunk_tokens, int) or not 8 <= self.chunk_tokens <= 32768:
-            raise ValueError(f"chunk_tokens must be an integer in [8, 32768], got {self.chunk_tokens!r}")
+        check_gist_settings(self.num_gist_tokens, self.chunk_tokens)
 
     @property
     def compression_ratio(self) -> float:

@@ -1,7 +1,7 @@
 """Generation from gist caches: prefill only the question on top of the cached gist KV.
 
 The question goes through the model's chat template and is placed at positions
-``cache.next_position ..`` (DESIGN invariant 3), exactly where training put it. With no cache
+``cache.next_position ..`` (docs/design.md invariant 3), exactly where training put it. With no cache
 (the rag and full baselines) the prompt carries the context text and starts at position 0.
 """
 

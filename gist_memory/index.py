@@ -2,7 +2,7 @@
 
 Embedded by default (``chromadb.PersistentClient`` under ``persist_dir/chroma``, telemetry off);
 any chromadb client, such as an ``HttpClient`` talking to a Chroma server, can be passed instead
-when one process is no longer enough (DESIGN "Scale beyond one machine").
+when one process is no longer enough (docs/design.md, "Scale beyond one machine").
 
 An embedded Chroma directory is not made for two processes: a reader keeps the index it loaded
 while the other process's writes land in the shared SQLite file, and its queries then fail with

@@ -1,4 +1,4 @@
-"""Token roles, position ids and the gist attention mask (DESIGN invariants 1 and 3).
+"""Token roles, position ids and the gist attention mask (docs/design.md invariants 1 and 3).
 
 A training episode holds one or more chunks, each compressed into its own k gist tokens, then a
 question and its answer that may look only at the gists (Mu et al. 2023, arXiv 2304.08467)::

@@ -1,9 +1,9 @@
 """GistModel: a causal LM, k learned gist-token embeddings and an optional LoRA adapter.
 
-Only two things learn (DESIGN invariant 4): the k gist embedding rows, kept here as one
+Only two things learn (docs/design.md invariant 4): the k gist embedding rows, kept here as one
 (k, hidden) parameter fed through ``inputs_embeds`` so the vocabulary and lm_head stay untouched,
 and the LoRA adapter. Compression runs the context through the frozen base model (adapter off)
-and the gist tokens through the adapter, the recipe measured to learn (DESIGN).
+and the gist tokens through the adapter, the recipe measured to learn (docs/design.md).
 
 An adapter directory is PEFT's layout plus two files of ours::
 
@@ -169,7 +169,7 @@ class GistModel(nn.Module):
         return directory
 
     def trainable_parameters(self) -> dict[str, int]:
-        """Trainable counts: gist rows, LoRA, and their total (DESIGN invariant 4)."""
+        """Trainable counts: gist rows, LoRA, and their total (docs/design.md invariant 4)."""
         lora = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
         rows = self.gist_embeddings.numel() if self.gist_embeddings.requires_grad else 0
         return {"gist_rows": rows, "lora": lora, "total": rows + lora}
@@ -210,12 +210,6 @@ class GistModel(nn.Module):
         head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
         kv_heads = getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
         return 2 * cfg.num_hidden_layers * kv_heads * head_dim * torch.finfo(self.dtype).bits // 8
-
-    def forward(self, batch) -> torch.Tensor:
-        """Training loss of a collated ``recipe.GistBatch`` (so DDP/accelerate can wrap the model)."""
-        from .recipe import episode_loss
-
-        return episode_loss(self, batch)
 
     # ------------------------------------------------------------------ the public engine
     def compress(self, text: str, batch_size: int = 8, progress: bool = False):

@@ -7,7 +7,7 @@ a SQLite catalogue records documents and chunks; ``store.json`` describes the wh
       caches/ab/abcd...safetensors   one GistCache per distinct chunk, named by content hash
       write.lock              held by the one process writing at a time
 
-Nothing is lost on a crash (DESIGN invariant 6): a cache file appears whole or not at all
+Nothing is lost on a crash (docs/design.md invariant 6): a cache file appears whole or not at all
 (temp file, then rename), a document and its chunks enter the catalogue in one transaction,
 and only after their caches and vectors are written. A document is therefore either fully
 stored or absent, and re-running an interrupted ``add`` skips the caches already on disk.

@@ -2,7 +2,7 @@
 
 Rows are query tokens, columns are key tokens; a coloured cell means "may attend", coloured by the
 key's role, a white cell means masked. The post-gist rows (question, answer) must show colour only
-in gist and post-gist columns: any colour in a context column is data leakage (DESIGN invariant 1).
+in gist and post-gist columns: any colour in a context column is data leakage (docs/design.md invariant 1).
 matplotlib is imported only here, through its object API with the Agg canvas, so drawing needs no
 display and never changes the backend of a user's pyplot session.
 """

@@ -1,4 +1,4 @@
-"""Gist cache files (DESIGN invariant 5): round trips, identity checks, and refusing bad files."""
+"""Gist cache files (docs/design.md invariant 5): round trips, identity checks, and refusing bad files."""
 
 import os
 import pickle

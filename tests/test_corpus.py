@@ -1,4 +1,4 @@
-"""Tests for gist_memory.corpus: real offline prose and source-disjoint splits."""
+"""Tests for gist_memory.data.corpus: real offline prose and source-disjoint splits."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from gist_memory import corpus
-from gist_memory.corpus import (
+from gist_memory.data import corpus
+from gist_memory.data.corpus import (
     COLLECTIONS,
     HARD_MAX_CHARS,
     MIN_CHARS,
@@ -213,3 +213,22 @@ def test_module_imports_only_stdlib() -> None:
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_pydoc_genre_is_opt_in_and_leaves_the_evaluation_splits_alone(en_docs: list[SourceDocument]) -> None:
+    """The Python-docstring genre trains only when named: the default English load (whose split
+    the evaluation sets use) is the two prose collections, exactly as before it existed."""
+    assert {d.source.split(":")[0] for d in en_docs} == {"sotu", "web-bible"}
+    docs = load_documents("en", collections=["pydoc"])
+    assert len(docs) >= 40 and all(d.source.startswith("pydoc:") for d in docs)
+    assert all(len(d.text) >= corpus.MIN_CHARS for d in docs)
+    json_doc = next(d for d in docs if d.source == "pydoc:json")
+    assert "JSON" in json_doc.text and "dumps:" in json_doc.text
+    assert not any(d.source.startswith(("pydoc:test", "pydoc:idlelib")) for d in docs)
+
+
+def test_trainer_refuses_reserved_genres() -> None:
+    from trainers.config import TrainConfig
+
+    with pytest.raises(ValueError, match="reserved for out-of-domain evaluation"):
+        TrainConfig(collections=("sotu", "man-pages"))

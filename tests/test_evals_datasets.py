@@ -9,8 +9,8 @@ import pytest
 
 from evals.config import EvalConfig
 from evals.datasets import DatasetError, build, load_jsonl, write_jsonl
-from gist_memory.corpus import load_documents, split_documents
-from gist_memory.tasks import PASSKEY_QUESTION
+from gist_memory.data.corpus import load_documents, split_documents
+from gist_memory.data.tasks import PASSKEY_QUESTION
 from tiny import tiny_tokenizer
 
 
@@ -56,7 +56,7 @@ def test_long_haystacks_join_several_documents(tok):
 
 
 def test_facts_use_only_phrasings_the_trainer_never_sees(tok, held_out_ids):
-    from gist_memory.tasks import FACT_KINDS
+    from gist_memory.data.tasks import FACT_KINDS
 
     trained = {t for k in FACT_KINDS for t in k.statements + k.questions}
     held_out = {t for k in FACT_KINDS for t in k.held_out_statements + k.held_out_questions}

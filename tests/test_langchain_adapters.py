@@ -179,7 +179,7 @@ def test_empty_question_is_a_value_error(memory):
 
 
 def test_unknown_mode_names_the_valid_ones(memory):
-    with pytest.raises(ValidationError, match="'hybrid', 'gist', 'rag' or 'full'"):
+    with pytest.raises(ValidationError, match="'rag', 'gist', 'hybrid' or 'full'"):
         ChatGistMemory(memory=memory, mode="fast")
     with pytest.raises(ValueError, match="valid modes are rag, gist, hybrid, full"):
         ChatGistMemory(memory=memory).invoke(QUESTION, mode="fast")

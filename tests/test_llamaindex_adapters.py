@@ -180,7 +180,7 @@ def test_bad_input_gives_clear_value_errors(memory, tmp_path):
         GistMemoryRetriever(memory).retrieve("")
     with pytest.raises(ValueError, match="question is empty"):
         GistMemoryLLM(memory).complete("  ")
-    with pytest.raises(ValidationError, match="'hybrid', 'gist', 'rag' or 'full'"):
+    with pytest.raises(ValidationError, match="'rag', 'gist', 'hybrid' or 'full'"):
         GistMemoryLLM(memory, mode="fast")
     with pytest.raises(ValueError, match="valid modes are rag, gist, hybrid, full"):
         GistMemoryLLM(memory).complete(QUESTION, mode="fast")

@@ -1,4 +1,4 @@
-"""The gist attention mask (DESIGN invariant 1) and position ids (invariant 3)."""
+"""The gist attention mask (docs/design.md invariant 1) and position ids (invariant 3)."""
 
 import random
 

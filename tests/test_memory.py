@@ -17,7 +17,7 @@ from gist_memory import Answer, CacheMismatchError, Document, GistMemory, InputE
 from gist_memory.cache import GistCache
 from gist_memory.compress import compress_chunks
 from gist_memory.generate import prompt_ids
-from gist_memory.memory import MODES
+from gist_memory.config import MODES
 from gist_memory.store import cache_key
 from tiny import HashEmbedder, tiny_documents, tiny_gist_model
 

@@ -1,4 +1,4 @@
-"""Nothing lost (DESIGN invariant 6), with real processes: a writer killed with SIGKILL mid-``add``
+"""Nothing lost (docs/design.md invariant 6), with real processes: a writer killed with SIGKILL mid-``add``
 leaves a readable store that a re-run completes, and a read-only process can query the store
 while another process writes to it."""
 

@@ -7,7 +7,7 @@ import pytest
 
 from gist_memory import GistMemory
 from gist_memory.generate import prompt_ids
-from gist_memory.memory import MODES
+from gist_memory.config import MODES
 
 pytestmark = pytest.mark.slow
 

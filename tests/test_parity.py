@@ -1,4 +1,4 @@
-"""Train/inference parity (DESIGN invariant 2).
+"""Train/inference parity (docs/design.md invariant 2).
 
 The post-gist logits of the two-pass masked training forward (``recipe.episode_forward``) must
 equal those of compressing each chunk on its own, dropping the context KV, concatenating the gist
@@ -15,7 +15,7 @@ from gist_memory.cache import GistCache
 from gist_memory.compress import compress_chunks
 from gist_memory.generate import answer_ids, forward_on_cache, prompt_ids
 from gist_memory.mask import CONTEXT, POST
-from gist_memory.recipe import Episode, collate, episode_forward
+from trainers.recipe import Episode, collate, episode_forward
 from tiny import random_lora, tiny_gist_model
 
 TOL = 1e-4

@@ -43,7 +43,7 @@ def pool_vs_inference(gm, drawn, rows) -> float:
 
 @pytest.mark.parametrize("arch", ["llama", "qwen2", "gemma3_text"])
 def test_pool_recipe_matches_compressed_inference(arch):
-    """DESIGN invariant 2 for the pool recipe: padded draw, multi-chunk episodes in any order."""
+    """docs/design.md invariant 2 for the pool recipe: padded draw, multi-chunk episodes in any order."""
     gm = tiny_gist_model(arch=arch)
     drawn = chunks_kv(gm, plans_for(gm, [20, 48, 7, 33]))
     two = [3, 1]  # one episode asked two questions shares its chunks list (and its prefix pass)

@@ -7,8 +7,8 @@ import re
 
 import pytest
 
-from gist_memory.corpus import SourceDocument, load_documents
-from gist_memory.themes import BIBLE_BOOKS, QUESTIONS, theme_reference, theme_sample
+from gist_memory.data.corpus import SourceDocument, load_documents
+from gist_memory.data.themes import BIBLE_BOOKS, QUESTIONS, theme_reference, theme_sample
 
 
 def _ngrams(text: str, n: int) -> set[tuple[str, ...]]:

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from gist_memory.mask import CONTEXT
-from gist_memory.recipe import IGNORE_INDEX, Episode, collate
+from trainers.recipe import IGNORE_INDEX, Episode, collate
 from tiny import tiny_gist_model
 from trainers.config import Stage, TrainConfig
 
@@ -35,7 +35,7 @@ def test_bad_config_names_the_field(tmp_path):
 
 
 def test_no_label_token_can_attend_to_any_context_token():
-    """DESIGN invariant 1 on the collator's real output: every row that predicts a label
+    """docs/design.md invariant 1 on the collator's real output: every row that predicts a label
     (and every post-gist row at all) has every context column masked."""
     gen = torch.Generator().manual_seed(0)
     rand = lambda n: torch.randint(5, 200, (n,), generator=gen).tolist()  # noqa: E731

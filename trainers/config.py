@@ -83,7 +83,7 @@ class TrainConfig:
         facts_per_chunk: open-vocabulary facts planted in each English pool chunk.
         language_mix: share of pool chunks by language ('en', 'ko').
         keyed_share: share of pool chunks that hold a pass key.
-        collections: English corpus collections to train on (``gist_memory.corpus.COLLECTIONS``;
+        collections: English corpus collections to train on (``gist_memory.data.corpus.COLLECTIONS``;
             never the reserved evaluation genres).
     """
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 import random
 
 from gist_memory.compress import split_tokens
-from gist_memory.corpus import SourceDocument, load_documents, split_documents
+from gist_memory.data.corpus import SourceDocument, load_documents, split_documents
 from gist_memory.generate import answer_ids, prompt_ids
-from gist_memory.recipe import Episode
-from gist_memory.tasks import Sample, cloze_sample, fact_sample, passkey_sample, recon_sample, trim_to_tokens
+from .recipe import Episode
+from gist_memory.data.tasks import Sample, cloze_sample, fact_sample, passkey_sample, recon_sample, trim_to_tokens
 
 from .config import Stage, TrainConfig
 

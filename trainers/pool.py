@@ -10,7 +10,7 @@ default: ~11.8 MB per 512-token chunk of the default model). A step then runs on
            episodes: each drawn chunk is a target; 0..max_chunks-1 others of the same draw are its
                      distractors (their gists are already computed: distractors cost nothing)
            post pass, adapter, grad:  Q questions per episode on top of the episode's concatenated
-                     gists, positions from max(L_i + k) on (DESIGN invariant 3)   -> loss on the answer
+                     gists, positions from max(L_i + k) on (docs/design.md invariant 3)   -> loss on the answer
 
 Fresh chunks replace the oldest at ``pool_refresh`` per step. Chunk ``i`` is a pure function of
 (seed, i) and the pool at step ``s`` holds a fixed range of chunk numbers, so a resumed run
@@ -18,7 +18,7 @@ rebuilds exactly the pool it had (the pool is regenerable and never saved).
 
 The gist pass is :func:`gist_memory.compress.gist_kv`, the very function compression runs, and
 the post pass follows ``generate.forward_on_cache``'s convention; ``tests/test_pool.py`` checks
-the two paths agree (DESIGN invariant 2).
+the two paths agree (docs/design.md invariant 2).
 """
 
 from __future__ import annotations
@@ -30,15 +30,14 @@ from dataclasses import dataclass, field
 import torch
 
 from gist_memory.compress import context_kv, gist_kv
-from gist_memory.corpus import SourceDocument
-from gist_memory.facts import open_fact
+from gist_memory.data.corpus import SourceDocument
+from gist_memory.data.facts import open_fact
 from gist_memory.generate import answer_ids, prompt_ids
 from gist_memory.mask import additive_mask
-from gist_memory.tasks import cloze_sample, passkey_sample, plant, recon_sample
+from gist_memory.data.tasks import cloze_sample, passkey_sample, plant, recon_sample
 
 from .data import sample_text
-
-IGNORE_INDEX = -100
+from .recipe import IGNORE_INDEX
 
 
 @dataclass
@@ -308,7 +307,6 @@ def post_logits(gm, gists: list[tuple[torch.Tensor, torch.Tensor]], lengths: lis
                         position_ids=positions.to(dev), past_key_values=_cache(gm, layers),
                         use_cache=True, logits_to_keep=1).past_key_values
         layers = [(layer.keys, layer.values) for layer in past.layers]  # (E, h, G+S, d)
-    W = G + S  # key columns per episode
     # each episode's rows' own tokens, packed into one row of the batch: (E, Tp) on (E, W)
     own = [p[S:] for p in posts]
     spans, fill = [], [0] * E

@@ -1,4 +1,4 @@
-"""Train a gist adapter: LoRA plus k gist rows, by the frozen-base recipe (DESIGN).
+"""Train a gist adapter: LoRA plus k gist rows, by the frozen-base recipe (docs/design.md).
 
     python -m trainers.train --recipe trainers/configs/default.yaml            # CPU or one GPU
     accelerate launch -m trainers.train --recipe trainers/configs/gist25.yaml  # several GPUs
@@ -25,8 +25,8 @@ import torch
 from gist_memory.cache import GistCache
 from gist_memory.compress import compress_chunks
 from gist_memory.model import GistModel
-from gist_memory.recipe import collate
-from gist_memory.tasks import contains_match
+from .recipe import EpisodeLoss, collate
+from gist_memory.data.scoring import contains_match
 
 from .config import TrainConfig
 from .data import make_sample, step_samples, to_episode, training_documents
@@ -187,7 +187,7 @@ def recipe_documents(cfg: TrainConfig, split: str) -> dict[str, list]:
     (so no test work is trained on), then filtered to ``cfg.collections``; a non-default
     collection (``pydoc``) is split on its own.
     """
-    from gist_memory.corpus import COLLECTIONS, load_documents, split_documents
+    from gist_memory.data.corpus import COLLECTIONS, load_documents, split_documents
 
     wanted = set(cfg.collections)
     en = [d for d in training_documents(split, seed=cfg.seed) if d.source.split(":", 1)[0] in wanted]
@@ -206,7 +206,7 @@ def run_metadata(cfg: TrainConfig, gm: GistModel) -> dict:
     return {"git": found.pop("git", "unknown"), "seed": cfg.seed, "base_model": gm.base_identity,
             "device": str(gm.device), "dtype": str(gm.dtype), "versions": found,
             "trainable_parameters": gm.trainable_parameters(),
-            "data": "gist_memory.corpus train split (by source work), tasks per trainers.data.make_sample"}
+            "data": "gist_memory.data.corpus train split (by source work), tasks per trainers.data.make_sample"}
 
 
 def train(cfg: TrainConfig, model: GistModel | None = None, progress: bool = True,
@@ -228,7 +228,7 @@ def train(cfg: TrainConfig, model: GistModel | None = None, progress: bool = Tru
     optimizer = make_optimizer(cfg, gm)
     start = load_checkpoint(run, gm, optimizer)
     accelerator = Accelerator(cpu=gm.device.type == "cpu")
-    ddp_model, optimizer = accelerator.prepare(gm, optimizer)
+    ddp_model, optimizer = accelerator.prepare(EpisodeLoss(gm), optimizer)
     import yaml
 
     (run / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))

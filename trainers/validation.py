@@ -21,9 +21,10 @@ from dataclasses import dataclass
 import torch
 
 from gist_memory.compress import gist_caches, gist_kv
-from gist_memory.corpus import SourceDocument
-from gist_memory.facts import open_fact_sample
-from gist_memory.tasks import contains_match, passkey_sample
+from gist_memory.data.corpus import SourceDocument
+from gist_memory.data.facts import open_fact_sample
+from gist_memory.data.scoring import contains_match
+from gist_memory.data.tasks import passkey_sample
 
 from .data import sample_text
 from .pool import ChunkPlan, PoolChunk, chunks_kv, stack_context

@@ -49,14 +49,11 @@ class GistMemoryCompressor(BaseDocumentCompressor):
     def compress_documents(self, documents: Sequence[Document], query: str,
                            callbacks: Callbacks | None = None) -> Sequence[Document]:
         """The documents, in order, each standing for its gist cache (the query does not change them)."""
-        from gist_memory.memory import gist_ref
+        from gist_memory.tags import gist_ref
 
         if not documents:
             return []
-        known = {i: d.metadata["cache_id"] for i, d in enumerate(documents)
-                 if d.metadata.get("cache_id") and self.memory.store.has_cache(d.metadata["cache_id"])}
-        todo = [i for i in range(len(documents)) if i not in known]
-        if todo:
-            known.update(zip(todo, self.memory.compress_texts([documents[i].page_content for i in todo])))
+        known = self.memory.caches_for([d.page_content for d in documents],
+                                       [d.metadata.get("cache_id") for d in documents])
         return [Document(page_content=gist_ref(known[i]), id=d.id, metadata={**d.metadata, "cache_id": known[i]})
                 for i, d in enumerate(documents)]

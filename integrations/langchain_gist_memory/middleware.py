@@ -65,7 +65,7 @@ class GistMemoryMiddleware(AgentMiddleware):
 
     def before_model(self, state: AgentState, runtime: Runtime) -> dict[str, Any] | None:
         """Past ``max_messages``, replace the oldest messages by a message naming their gist caches."""
-        from gist_memory.memory import gist_ref, render_turns
+        from gist_memory.tags import gist_ref, render_turns
 
         cache_ids, conversation = [], []
         for message in state["messages"]:

@@ -18,7 +18,7 @@ def format_gist_refs(documents: Sequence[Document]) -> str:
     Documents need a ``cache_id`` in their metadata (``GistMemoryRetriever`` and
     ``GistMemoryCompressor`` set it).
     """
-    from gist_memory.memory import gist_ref
+    from gist_memory.tags import gist_ref
 
     missing = [i for i, d in enumerate(documents) if not d.metadata.get("cache_id")]
     if missing:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 from llama_index.core.base.llms.types import (
     ChatMessage,
@@ -17,6 +17,8 @@ from llama_index.core.base.llms.types import (
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
 from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
 from llama_index.core.llms.custom import CustomLLM
+
+from gist_memory.config import Mode
 
 
 def message_turns(messages: Sequence[ChatMessage]) -> list[tuple[str, str]]:
@@ -77,7 +79,7 @@ class GistMemoryLLM(CustomLLM):
             engine.query("What is the vault code?")
     """
 
-    mode: Optional[Literal["hybrid", "gist", "rag", "full"]] = Field(
+    mode: Optional[Mode] = Field(
         default=None, description="What to read from the memory's store when a prompt names no gist caches "
         "('hybrid', 'gist', 'rag', 'full'); None answers from the prompt alone.")
     top_k: Optional[int] = Field(default=None, ge=1, description="Chunks retrieved in a mode; None: the memory's.")

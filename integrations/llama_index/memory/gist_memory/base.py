@@ -59,7 +59,7 @@ class GistMemoryBlock(BaseMemoryBlock[str]):
         return "GistMemoryBlock"
 
     async def _aput(self, messages: List[ChatMessage]) -> None:
-        from gist_memory.memory import render_turns
+        from gist_memory.tags import render_turns
         from llama_index.llms.gist_memory.base import message_turns
 
         turns = [(role, text) for role, text in message_turns(messages) if text.strip()]
@@ -67,7 +67,7 @@ class GistMemoryBlock(BaseMemoryBlock[str]):
             self.cache_ids += await asyncio.to_thread(self._memory.compress_texts, [render_turns(turns)])
 
     async def _aget(self, messages: Optional[List[ChatMessage]] = None, **block_kwargs: Any) -> str:
-        from gist_memory.memory import gist_ref
+        from gist_memory.tags import gist_ref
 
         if not self.cache_ids:
             return ""

@@ -50,14 +50,10 @@ class GistMemoryPostprocessor(BaseNodePostprocessor):
 
     def _postprocess_nodes(self, nodes: list[NodeWithScore],
                            query_bundle: Optional[QueryBundle] = None) -> list[NodeWithScore]:
-        from gist_memory.memory import gist_ref
+        from gist_memory.tags import gist_ref
 
-        known = {i: n.node.metadata["cache_id"] for i, n in enumerate(nodes)
-                 if n.node.metadata.get("cache_id") and self._memory.store.has_cache(n.node.metadata["cache_id"])}
-        todo = [i for i in range(len(nodes)) if i not in known]
-        if todo:
-            texts = [nodes[i].node.get_content(metadata_mode=MetadataMode.NONE) for i in todo]
-            known.update(zip(todo, self._memory.compress_texts(texts)))
+        known = self._memory.caches_for([n.node.get_content(metadata_mode=MetadataMode.NONE) for n in nodes],
+                                        [n.node.metadata.get("cache_id") for n in nodes]) if nodes else []
         out = []
         for i, n in enumerate(nodes):
             metadata = {**n.node.metadata, "cache_id": known[i]}

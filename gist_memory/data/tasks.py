@@ -1,6 +1,6 @@
 """Question-answer tasks over real text, shared by the trainer and the evaluation harness.
 
-Every sample is a real document (``gist_memory.corpus``) cut to a target length, sometimes with
+Every sample is a real document (``gist_memory.data.corpus``) cut to a target length, sometimes with
 a planted sentence (a passkey or a synthetic fact), and a question whose reference answer is
 short enough to score by containment:
 
@@ -183,13 +183,3 @@ def recon_sample(tokenizer, text: str, sample_id: str, n_tokens: int = 48, sourc
     """Ask for the opening of the text back (first ``n_tokens`` tokens)."""
     return Sample(sample_id, "recon", text, "Repeat the beginning of the text word for word.",
                   trim_to_tokens(tokenizer, text, n_tokens), source_id=source_id)
-
-
-def normalize(text: str) -> str:
-    return re.sub(r"\s+", " ", re.sub(r"[^\w\s]", " ", text.lower())).strip()
-
-
-def contains_match(prediction: str, reference: str) -> bool:
-    """The scoring of niah/fact/qa: the normalised reference appears in the normalised prediction."""
-    ref = normalize(reference)
-    return bool(ref) and f" {ref} " in f" {normalize(prediction)} "

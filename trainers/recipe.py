@@ -7,9 +7,9 @@ longest, with the gist mask of ``mask.py``. The forward then runs
     pass 1, frozen base, no grad:  the context region           (block-diagonal causal mask)
     pass 2, adapter, with grad:    gists and post on top of it   (gist mask rows: post never sees context)
 
-which is the recipe measured to learn (DESIGN). Inference instead compresses each chunk on its
+which is the recipe measured to learn (docs/design.md). Inference instead compresses each chunk on its
 own, drops the context KV, concatenates the gist caches and runs the post tokens on top; the
-parity test (DESIGN invariant 2) checks the two agree.
+parity test (docs/design.md invariant 2) checks the two agree.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .mask import CONTEXT, GIST, POST, additive_mask, episode_layout, gist_attention_allowed, pad_layouts
+from gist_memory.mask import CONTEXT, GIST, POST, additive_mask, episode_layout, gist_attention_allowed, pad_layouts
 
 IGNORE_INDEX = -100
 
@@ -67,7 +67,7 @@ class GistBatch:
 
 
 def collate(episodes: list[Episode], num_gist_tokens: int, pad_id: int) -> GistBatch:
-    """Pack episodes into a GistBatch with the gist attention mask (DESIGN invariant 1)."""
+    """Pack episodes into a GistBatch with the gist attention mask (docs/design.md invariant 1)."""
     layouts = [episode_layout([len(c) for c in ep.chunks], num_gist_tokens, len(ep.post)) for ep in episodes]
     kinds, chunks, positions, index = pad_layouts(layouts)
     C = int((kinds == CONTEXT).sum(1).max())
@@ -114,3 +114,14 @@ def episode_loss(gm, batch: GistBatch) -> torch.Tensor:
     pred, target = logits[:, :-1].float(), labels[:, 1:]
     return torch.nn.functional.cross_entropy(pred.reshape(-1, pred.shape[-1]), target.reshape(-1),
                                             ignore_index=IGNORE_INDEX)
+
+
+class EpisodeLoss(torch.nn.Module):
+    """:func:`episode_loss` as a module, so ``accelerate`` (DDP) can wrap the training forward."""
+
+    def __init__(self, gm):
+        super().__init__()
+        self.gm = gm
+
+    def forward(self, batch: GistBatch) -> torch.Tensor:
+        return episode_loss(self.gm, batch)
