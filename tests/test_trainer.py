@@ -55,8 +55,8 @@ def test_no_label_token_can_attend_to_any_context_token():
 
 
 def _config(tmp_path, steps, **kw):
-    kw = {"task_mix": {"niah": 1.0}, **kw}
-    return TrainConfig(out_dir=str(tmp_path / "run"), num_gist_tokens=4, chunk_tokens=64, steps=steps,
+    kw = {"task_mix": {"niah": 1.0}, "num_gist_tokens": 4, **kw}
+    return TrainConfig(out_dir=str(tmp_path / "run"), chunk_tokens=64, steps=steps,
                        batch_size=2, lr=1e-2, warmup_steps=2, stages=(Stage(1000, 24, 64, 2),),
                        eval_every=1000, eval_samples=0, save_every=1000, **kw)
 
@@ -137,3 +137,22 @@ def test_pool_recipe_resumes_to_the_same_state(tmp_path):
         b = load_file(str(tmp_path / "b" / "run" / "adapter" / name))
         for key in a:
             torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6)
+
+
+def test_a_task_no_builder_makes_is_refused_at_construction():
+    with pytest.raises(ValueError, match="task_mix"):
+        TrainConfig(task_mix={"niah": 1.0, "theme": 0.5})
+
+
+def test_resume_with_other_shapes_is_refused_and_configs_keep_their_history(tmp_path):
+    from trainers.train import train
+
+    cfg = _pool_config(tmp_path, steps=4)
+    assert train(cfg, model=_fresh_model(), progress=False, stop_after=2) is None
+    changed = _pool_config(tmp_path, steps=4, num_gist_tokens=2)
+    with pytest.raises(ValueError, match=r"num_gist_tokens: 4 -> 2"):
+        train(changed, model=_fresh_model(), progress=False)
+    longer = _pool_config(tmp_path, steps=6)  # a longer schedule is a valid resume
+    train(longer, model=_fresh_model(), progress=False)
+    history = [json.loads(line) for line in (tmp_path / "run" / "config-history.jsonl").read_text().splitlines()]
+    assert [(h["from_step"], h["config"]["steps"]) for h in history] == [(0, 4), (2, 6)]

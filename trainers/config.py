@@ -8,7 +8,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-TASKS = ("niah", "fact", "qa", "recon", "theme")
+#: Tasks both recipes' data builders can make (a theme task has no training builder yet).
+TASKS = ("niah", "fact", "qa", "recon")
+#: Fields that fix the shapes of what a checkpoint holds: a resumed run must keep them.
+SHAPE_FIELDS = ("base", "num_gist_tokens", "chunk_tokens", "lora_r", "lora_alpha", "lora_targets", "load_in_4bit")
 RECIPES = ("episode", "pool")
 #: Genres kept for out-of-domain evaluation: no training data may come from them.
 RESERVED_GENRES = frozenset({"package-descriptions", "man-pages"})
@@ -65,7 +68,7 @@ class TrainConfig:
         batch_size: episodes per step.
         grad_clip: gradient-norm clip.
         stages: curriculum over chunk length, chunks per episode and (optionally) task mix.
-        task_mix: relative weights of the tasks niah, fact, qa, recon, theme.
+        task_mix: relative weights of the tasks niah, fact, qa, recon.
         eval_every, eval_samples: validation through the real inference path.
         save_every: checkpoint period (steps); the run resumes from the latest.
         seed: seeds data and initialisation; data of step s depends only on (seed, s).

@@ -28,7 +28,7 @@ from gist_memory.model import GistModel
 from .recipe import EpisodeLoss, collate
 from gist_memory.data.scoring import contains_match
 
-from .config import TrainConfig
+from .config import SHAPE_FIELDS, TrainConfig
 from .data import make_sample, step_samples, to_episode, training_documents
 from .pool import ContextPool, draw_rows, pool_loss
 from .validation import validate_kept, validation_set
@@ -88,6 +88,35 @@ def save_checkpoint(run: Path, gm: GistModel, optimizer, step: int) -> None:
         os.replace(final, old)
     os.replace(tmp, final)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def check_resume(run: Path, cfg: TrainConfig) -> None:
+    """Refuse to resume a run whose checkpoint has other shapes (k, LoRA rank, base ...) than ``cfg``."""
+    import yaml
+
+    if not (run / "config.yaml").is_file() or not any((run / d / "trainer_state.json").is_file()
+                                                      for d in ("checkpoint", "checkpoint.old")):
+        return
+    try:
+        before = yaml.safe_load((run / "config.yaml").read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{run / 'config.yaml'} is not valid YAML ({exc}); it records how the checkpoint was made") from None
+    now = cfg.to_dict()
+    changed = [f"{k}: {before.get(k)!r} -> {now[k]!r}" for k in SHAPE_FIELDS
+               if k in before and before[k] != now[k]]
+    if changed:
+        raise ValueError(f"{run} holds a checkpoint made with other settings ({'; '.join(changed)}); resume with the "
+                         f"same ones, or pass another out_dir to start a new run")
+
+
+def record_config(run: Path, cfg: TrainConfig, start: int) -> None:
+    """Write ``config.yaml`` (the settings now) and append them to ``config-history.jsonl`` with the
+    step they took effect at, so a run resumed with a longer schedule still says how it was made."""
+    import yaml
+
+    (run / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    with (run / "config-history.jsonl").open("a") as fh:
+        fh.write(json.dumps({"from_step": start, "config": cfg.to_dict()}) + "\n")
 
 
 def load_checkpoint(run: Path, gm: GistModel, optimizer) -> int:
@@ -226,12 +255,11 @@ def train(cfg: TrainConfig, model: GistModel | None = None, progress: bool = Tru
     torch.manual_seed(cfg.seed)
     gm = build_model(cfg, model)
     optimizer = make_optimizer(cfg, gm)
+    check_resume(run, cfg)
     start = load_checkpoint(run, gm, optimizer)
     accelerator = Accelerator(cpu=gm.device.type == "cpu")
     ddp_model, optimizer = accelerator.prepare(EpisodeLoss(gm), optimizer)
-    import yaml
-
-    (run / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    record_config(run, cfg, start)
     (run / "run.json").write_text(json.dumps(run_metadata(cfg, gm), indent=2))
     if cfg.recipe == "pool":
         pool_docs = recipe_documents(cfg, "train")
