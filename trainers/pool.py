@@ -35,6 +35,7 @@ from gist_memory.data.facts import open_fact
 from gist_memory.generate import answer_ids, prompt_ids
 from gist_memory.mask import additive_mask
 from gist_memory.data.tasks import cloze_sample, passkey_sample, plant, recon_sample
+from gist_memory.data.themes import QUESTIONS as THEME_QUESTIONS
 
 from .data import sample_text
 from .recipe import IGNORE_INDEX
@@ -86,6 +87,7 @@ class ChunkPlan:
     questions: list[Question] = field(default_factory=list)
     keyed: bool = False
     language: str = "en"
+    theme_prompt: list[int] | None = None  #: a theme question whose answer the base model gives (see build)
 
 
 def plan_chunk(rng: random.Random, docs: dict[str, list[SourceDocument]], tokenizer, n_tokens: int,
@@ -133,11 +135,13 @@ class ContextPool:
 
     def __init__(self, gm, docs: dict[str, list[SourceDocument]], size: int, refresh: float,
                  storage_dtype: torch.dtype, length_at, seed: int = 0, facts: int = 3,
-                 language_mix: dict[str, float] | None = None, keyed_share: float = 0.5, batch: int = 8):
+                 language_mix: dict[str, float] | None = None, keyed_share: float = 0.5, batch: int = 8,
+                 theme_share: float = 0.0, theme_tokens: int = 40):
         self.gm, self.docs, self.size, self.refresh = gm, docs, size, refresh
         self.storage_dtype, self.length_at, self.seed, self.facts = storage_dtype, length_at, seed, facts
         self.language_mix = language_mix or {"en": 1.0}
         self.keyed_share, self.batch = keyed_share, batch
+        self.theme_share, self.theme_tokens = theme_share, theme_tokens
         self.chunks: list[PoolChunk] = []
         self.built_seconds = 0.0
 
@@ -153,8 +157,12 @@ class ContextPool:
         langs, weights = zip(*self.language_mix.items())
         language = rng.choices(langs, weights)[0]
         lo, hi = self.length_at(self.made_at(number))
-        return plan_chunk(rng, self.docs, self.gm.tokenizer, rng.randint(lo, hi), self.gm.gist.chunk_tokens,
+        plan = plan_chunk(rng, self.docs, self.gm.tokenizer, rng.randint(lo, hi), self.gm.gist.chunk_tokens,
                           self.facts, language, keyed=rng.random() < self.keyed_share)
+        themed = random.Random(f"{self.seed}-theme-{number}")  # its own stream: the draws above stay as they were
+        if themed.random() < self.theme_share:
+            plan.theme_prompt = prompt_ids(self.gm.tokenizer, themed.choice(THEME_QUESTIONS[language]))
+        return plan
 
     @torch.no_grad()
     def build(self, numbers: list[int]) -> list[PoolChunk]:
@@ -167,6 +175,13 @@ class ContextPool:
             group = numbers[start:start + self.batch]
             plans = [self.plan(n) for n in group]
             layers = context_kv(self.gm, [p.ids for p in plans])  # per layer (B, kv_heads, L, head_dim)
+            themed = [b for b, p in enumerate(plans) if p.theme_prompt is not None]
+            if themed:  # context distillation: the target is what the base model says reading the chunk
+                answers = base_answers(self.gm, [(k[themed], v[themed]) for k, v in layers],
+                                       [len(plans[b].ids) for b in themed], [plans[b].theme_prompt for b in themed],
+                                       self.theme_tokens)
+                for b, answer in zip(themed, answers):
+                    plans[b].questions.append(Question("theme", plans[b].theme_prompt, answer))
             for b, (n, p) in enumerate(zip(group, plans)):
                 L = len(p.ids)
                 out.append(PoolChunk(n, p.ids, [k[b, :, :L].to(self.storage_dtype).clone() for k, _ in layers],
@@ -198,6 +213,56 @@ class ContextPool:
         return sum(c.nbytes for c in self.chunks)
 
 
+@torch.no_grad()
+def base_answers(gm, layers: list[tuple[torch.Tensor, torch.Tensor]], lengths: list[int], prompts: list[list[int]],
+                 max_new_tokens: int) -> list[list[int]]:
+    """Greedy answers of the frozen base model reading each chunk (its context KV) and then a prompt.
+
+    The teacher of the theme task (context distillation, Cartridges arXiv 2506.06266): what the
+    base model says a chunk is about when it reads the text, which the adapter must then say from
+    the gists alone. Rows are batched: prompts left-padded after the chunk, positions per row.
+    Returns each answer's token ids, ending with the end-of-turn token where the model stopped.
+    """
+    from gist_memory.generate import stop_token_ids
+
+    dev, B = gm.device, len(lengths)
+    L, Q = layers[0][0].shape[2], max(len(p) for p in prompts)
+    ids = torch.full((B, Q), gm.tokenizer.pad_token_id, dtype=torch.long)
+    positions = torch.zeros(B, Q, dtype=torch.long)
+    keys = torch.zeros(B, L + Q, dtype=torch.bool)  # which key columns are real, grows with the answer
+    for b, (n, p) in enumerate(zip(lengths, prompts)):
+        ids[b, Q - len(p):] = torch.tensor(p)
+        positions[b, Q - len(p):] = torch.arange(n, n + len(p))
+        keys[b, :n] = True
+        keys[b, L + Q - len(p):] = True
+    causal = torch.ones(Q, Q, dtype=torch.bool).tril()[None] & keys[:, None, L:]
+    causal |= torch.eye(Q, dtype=torch.bool)[None]  # a pad sees itself only
+    allowed = torch.cat([keys[:, None, :L].expand(B, Q, L) & keys[:, L:, None], causal], 2)
+    stops, out, done = stop_token_ids(gm), [[] for _ in range(B)], [False] * B
+    eos = gm.tokenizer.eos_token_id
+    with gm.base_mode():
+        res = gm.model(input_ids=ids.to(dev), attention_mask=additive_mask(allowed, gm.dtype).to(dev),
+                       position_ids=positions.to(dev), past_key_values=_cache(gm, layers), use_cache=True,
+                       logits_to_keep=1)
+        nxt = positions[:, -1] + 1
+        for _ in range(max_new_tokens):
+            token = res.logits[:, -1].argmax(-1).cpu()
+            for b in range(B):
+                if not done[b]:
+                    if int(token[b]) in stops:
+                        done[b] = True
+                    else:
+                        out[b].append(int(token[b]))
+            if all(done):
+                break
+            keys = torch.cat([keys, torch.ones(B, 1, dtype=torch.bool)], 1)
+            res = gm.model(input_ids=token[:, None].to(dev), attention_mask=additive_mask(keys[:, None, :], gm.dtype).to(dev),
+                           position_ids=nxt[:, None].to(dev), past_key_values=res.past_key_values, use_cache=True)
+            nxt = nxt + 1
+    # an answer cut at max_new_tokens gets no end-of-turn token: it is not taught to stop mid-sentence
+    return [a + ([eos] if d and eos is not None else []) for a, d in zip(out, done)]
+
+
 def draw_rows(rng: random.Random, drawn: list[PoolChunk], max_chunks: int, questions_per_chunk: int,
               task_weights: dict[str, float] | None = None) -> list[Row]:
     """Episodes over a draw: each drawn chunk is a target with 0..max_chunks-1 distractors from the
@@ -206,7 +271,8 @@ def draw_rows(rng: random.Random, drawn: list[PoolChunk], max_chunks: int, quest
     (a task of weight 0, or not named, is not asked).
 
     A pass key question's distractors hold no pass key, so its answer is unique in the episode;
-    fact questions name an invented owner, so a distractor's facts never answer them.
+    fact questions name an invented owner, so a distractor's facts never answer them; a theme
+    question asks about "this text", so its episode is the target chunk alone.
     """
     rows = []
     for t, chunk in enumerate(drawn):
@@ -221,6 +287,8 @@ def draw_rows(rng: random.Random, drawn: list[PoolChunk], max_chunks: int, quest
         others = [i for i in range(len(drawn)) if i != t]
         choices = plain if any(q.task == "niah" for q in asked) else others
         n = min(rng.randint(1, max_chunks) - 1, len(choices))
+        if any(q.task == "theme" for q in asked):  # "this text" is the target chunk alone
+            n = 0
         episode = rng.sample(choices, n) + [t]
         rng.shuffle(episode)
         rows += [Row(episode, q) for q in asked]

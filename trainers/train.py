@@ -265,7 +265,8 @@ def train(cfg: TrainConfig, model: GistModel | None = None, progress: bool = Tru
         pool_docs = recipe_documents(cfg, "train")
         pool = ContextPool(gm, pool_docs, cfg.pool_size, cfg.pool_refresh, getattr(torch, cfg.pool_dtype),
                            lambda s: (cfg.stage(s).min_tokens, cfg.stage(s).max_tokens), seed=cfg.seed,
-                           facts=cfg.facts_per_chunk, language_mix=cfg.language_mix, keyed_share=cfg.keyed_share)
+                           facts=cfg.facts_per_chunk, language_mix=cfg.language_mix, keyed_share=cfg.keyed_share,
+                           theme_share=cfg.theme_share, theme_tokens=cfg.theme_tokens)
         pool.advance(start, progress=progress)
         val = validation_set(gm, recipe_documents(cfg, "validation"), cfg.eval_samples, seed=cfg.seed,
                              progress=progress) if cfg.eval_samples else []
