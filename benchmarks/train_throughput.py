@@ -87,7 +87,8 @@ def main(episode_recipe: str = "trainers/configs/default.yaml", pool_recipe: str
     from gist_memory.provenance import versions
     from trainers.config import TrainConfig
     from trainers.pool import ContextPool
-    from trainers.train import build_model, make_optimizer, recipe_documents, training_documents
+    from trainers.data import recipe_documents, training_documents
+    from trainers.train import build_model, make_optimizer
 
     torch.set_num_threads(num_threads)
     old = TrainConfig.from_yaml(episode_recipe)

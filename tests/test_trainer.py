@@ -163,7 +163,8 @@ def test_resume_with_other_shapes_is_refused_and_configs_keep_their_history(tmp_
 
 def test_pool_recipe_trains_theme_questions_with_the_base_models_answers(tmp_path):
     from trainers.pool import ContextPool
-    from trainers.train import recipe_documents, train
+    from trainers.data import recipe_documents
+    from trainers.train import train
 
     cfg = _pool_config(tmp_path, steps=3, theme_share=1.0, task_mix={"theme": 1.0})
     train(cfg, model=_fresh_model(), progress=False)

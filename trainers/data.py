@@ -9,17 +9,34 @@ from __future__ import annotations
 import random
 
 from gist_memory.compress import split_tokens
-from gist_memory.data.corpus import SourceDocument, load_documents, split_documents
-from gist_memory.generate import answer_ids, prompt_ids
-from .recipe import Episode
+from gist_memory.data.corpus import COLLECTIONS, SourceDocument, load_documents, split_documents
 from gist_memory.data.tasks import Sample, cloze_sample, fact_sample, passkey_sample, recon_sample, trim_to_tokens
+from gist_memory.generate import answer_ids, prompt_ids
 
 from .config import Stage, TrainConfig
+from .recipe import Episode
 
 
 def training_documents(split: str = "train", seed: int = 0, language: str = "en") -> list[SourceDocument]:
     """Documents of one split; train, validation and test never share a source work."""
     return split_documents(load_documents(language), seed=seed)[split]
+
+
+def recipe_documents(cfg: TrainConfig, split: str) -> dict[str, list]:
+    """The pool recipe's documents of ``split`` by language.
+
+    The default English collections are split together exactly as the evaluation sets split them
+    (so no test work is trained on), then filtered to ``cfg.collections``; a non-default
+    collection (``pydoc``) is split on its own.
+    """
+    wanted = set(cfg.collections)
+    en = [d for d in training_documents(split, seed=cfg.seed) if d.source.split(":", 1)[0] in wanted]
+    for name in sorted(n for n in wanted if not COLLECTIONS[n].default):
+        en += split_documents(load_documents("en", [name]), seed=cfg.seed)[split]
+    docs = {"en": en}
+    if cfg.language_mix.get("ko", 0) > 0:
+        docs["ko"] = training_documents(split, seed=cfg.seed, language="ko")
+    return docs
 
 
 def sample_text(rng: random.Random, docs: list[SourceDocument], tokenizer, n_tokens: int) -> tuple[str, SourceDocument]:

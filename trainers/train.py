@@ -29,7 +29,7 @@ from .recipe import EpisodeLoss, collate
 from gist_memory.data.scoring import contains_match
 
 from .config import SHAPE_FIELDS, TrainConfig
-from .data import make_sample, step_samples, to_episode, training_documents
+from .data import make_sample, recipe_documents, step_samples, to_episode, training_documents
 from .pool import ContextPool, draw_rows, pool_loss
 from .validation import validate_kept, validation_set
 
@@ -207,25 +207,6 @@ def plot_log(log_path: Path, out_png: Path) -> None:
     fig.tight_layout()
     fig.savefig(out_png, dpi=110)
     plt.close(fig)
-
-
-def recipe_documents(cfg: TrainConfig, split: str) -> dict[str, list]:
-    """The pool recipe's documents of ``split`` by language.
-
-    The default English collections are split together exactly as the evaluation sets split them
-    (so no test work is trained on), then filtered to ``cfg.collections``; a non-default
-    collection (``pydoc``) is split on its own.
-    """
-    from gist_memory.data.corpus import COLLECTIONS, load_documents, split_documents
-
-    wanted = set(cfg.collections)
-    en = [d for d in training_documents(split, seed=cfg.seed) if d.source.split(":", 1)[0] in wanted]
-    for name in sorted(n for n in wanted if not COLLECTIONS[n].default):
-        en += split_documents(load_documents("en", [name]), seed=cfg.seed)[split]
-    docs = {"en": en}
-    if cfg.language_mix.get("ko", 0) > 0:
-        docs["ko"] = training_documents(split, seed=cfg.seed, language="ko")
-    return docs
 
 
 def run_metadata(cfg: TrainConfig, gm: GistModel) -> dict:

@@ -102,3 +102,42 @@ def validate_kept(gm, samples: list[ValSample], max_new_tokens: int = 12, batch:
     if was_training:
         gm.train()
     return {task: sum(v) / len(v) for task, v in hits.items()}
+
+
+def main(adapter: str = "default", recipe: str = "trainers/configs/pool.yaml", samples: int = 60,
+         num_threads: int = 2, out: str | None = None) -> dict[str, float]:
+    """Score an adapter on the trainer's validation set (the same samples a run of ``recipe`` logs).
+
+    Args:
+        adapter: 'default' (the shipped adapter), 'none' (untrained floor) or an adapter directory
+            (a run's ``adapter/`` or ``checkpoint/``).
+        recipe: the training config whose seed, collections and languages define the set.
+        samples: samples per task.
+        num_threads: torch CPU threads.
+        out: also write the scores as JSON here.
+    """
+    import json
+
+    from gist_memory.model import GistModel
+
+    from .config import TrainConfig
+    from .data import recipe_documents
+
+    torch.set_num_threads(num_threads)
+    cfg = TrainConfig.from_yaml(recipe)
+    gm = GistModel.from_pretrained(cfg.base, adapter=adapter, num_gist_tokens=cfg.num_gist_tokens,
+                                   chunk_tokens=cfg.chunk_tokens)
+    val = validation_set(gm, recipe_documents(cfg, "validation"), samples, seed=cfg.seed, progress=True)
+    scores = validate_kept(gm, val)
+    record = {"adapter": gm.adapter_identity, "recipe": recipe, "samples_per_task": samples, "val": scores}
+    print(json.dumps(record))
+    if out:
+        with open(out, "w") as fh:
+            json.dump(record, fh, indent=2)
+    return scores
+
+
+if __name__ == "__main__":
+    from jsonargparse import CLI
+
+    CLI(main, as_positional=False)
