@@ -191,6 +191,13 @@ class GistMemory(Ingest, Query):
         """Stored documents in the order they were added: doc_id, metadata, tokens, chunks."""
         return self.store.documents()
 
+    def gist_tag(self, cache_id: str) -> str:
+        """The tag that stands for the stored cache ``cache_id`` in a prompt, signed by this store:
+        ``answer_prompt`` reads the caches of such tags, and only of such tags (see ``gist_memory.tags``)."""
+        from .tags import gist_ref
+
+        return gist_ref(cache_id, self.store.sign(cache_id))
+
     def stats(self) -> dict:
         """Documents, chunks, context tokens, gist tokens, bytes on disk and the compression ratio."""
         s = self.store.stats()

@@ -143,16 +143,17 @@ class Query:
                       temperature: float = 0.0) -> Answer | AnswerStream:
         """Answer a prompt that a host framework built: the LangChain and LlamaIndex adapters' one entry.
 
-        The gist caches that ``prompt`` and ``history`` name with ``gist_ref`` tags are read (a
-        retriever, compressor or conversation memory chose them); the rest of the prompt is the
+        The gist caches that ``prompt`` and ``history`` name with tags this memory minted
+        (``gist_tag``: a retriever, compressor or conversation memory chose them) are read; a tag
+        that carries no valid signature (say, one an end user typed) is plain text; the rest of the prompt is the
         question, and the earlier turns of a conversation (``history``: (role, text) pairs) go
         before it as text. With no tags, ``mode`` answers from the store as ``query`` does, and
         ``mode=None`` from the prompt alone (Answer.mode 'none').
         """
-        question, ids = split_gist_refs(prompt)
+        question, ids = split_gist_refs(prompt, self.store.verify)
         turns = []
         for role, text in history or ():
-            text, more = split_gist_refs(text)
+            text, more = split_gist_refs(text, self.store.verify)
             ids += more
             if text:
                 turns.append((role, text))

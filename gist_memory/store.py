@@ -20,6 +20,8 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import hmac
+import re
 import json
 import os
 import sqlite3
@@ -34,9 +36,13 @@ MANIFEST = "store.json"
 CATALOG = "catalog.sqlite"
 CACHES = "caches"
 WRITE_LOCK = "write.lock"
+#: The store's secret: it signs the gist tags this memory mints, so a tag an end user types is inert.
+SECRET = "tag.key"
+#: A cache id is a content address: 64 lowercase hex digits (SHA-256), nothing else.
+CACHE_ID = re.compile(r"[0-9a-f]{64}")
 STORE_FORMAT_VERSION = 1
 #: What a memory directory may hold besides the manifest, so an unrelated non-empty directory is refused.
-OWN_NAMES = {MANIFEST, CATALOG, CATALOG + "-journal", CACHES, WRITE_LOCK, "chroma", "chroma.lock"}
+OWN_NAMES = {MANIFEST, CATALOG, CATALOG + "-journal", CACHES, WRITE_LOCK, SECRET, "chroma", "chroma.lock"}
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS documents (
@@ -108,6 +114,15 @@ class GistStore:
                                      "store; give persist_dir an empty or new directory")
             os.close(os.open(self.path / WRITE_LOCK, os.O_RDWR | os.O_CREAT, 0o644))
             (self.path / CACHES).mkdir(exist_ok=True)
+            if not (self.path / SECRET).is_file():  # written whole or not at all: temp file, then link
+                fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=self.path)
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(os.urandom(32))
+                try:
+                    os.link(tmp, self.path / SECRET)  # never replaces a secret another process just wrote
+                except FileExistsError:
+                    pass
+                os.unlink(tmp)
         except OSError as exc:
             raise InputError(f"cannot write to {self.path} ({exc.strerror or exc}); choose a directory you can write "
                              "to, or open an existing store with read_only=True") from None
@@ -148,7 +163,27 @@ class GistStore:
 
     # ------------------------------------------------------------------ gist caches
     def cache_path(self, cache_id: str) -> Path:
+        """Where a cache lives; an id that is not a content address is refused (it names no file)."""
+        if not isinstance(cache_id, str) or not CACHE_ID.fullmatch(cache_id):
+            raise InputError(f"{str(cache_id)[:80]!r} is not a gist cache id (64 hex digits, as compress_texts "
+                             "and retrieval return them)")
         return self.path / CACHES / cache_id[:2] / f"{cache_id}.safetensors"
+
+    def sign(self, cache_id: str) -> str:
+        """The signature of ``cache_id`` under this store's secret (what a minted gist tag carries)."""
+        self.cache_path(cache_id)  # the id's shape
+        return hmac.new(self._secret(), cache_id.encode(), hashlib.sha256).hexdigest()[:32]
+
+    def verify(self, cache_id: str, signature: str) -> bool:
+        """True when ``signature`` is this store's for ``cache_id``: the tag was minted by this memory."""
+        return bool(CACHE_ID.fullmatch(cache_id)) and hmac.compare_digest(self.sign(cache_id), signature)
+
+    def _secret(self) -> bytes:
+        try:
+            return (self.path / SECRET).read_bytes()
+        except FileNotFoundError:
+            raise InputError(f"{self.path} has no {SECRET} (a store from before signed gist tags, opened read-only); "
+                             "open it once without read_only to create it") from None
 
     def has_cache(self, cache_id: str) -> bool:
         return self.cache_path(cache_id).is_file()

@@ -3,26 +3,43 @@
 Host frameworks (LangChain, LlamaIndex) hand a model text only, so the integrations write a
 retrieved chunk's cache into a prompt as a tag, and ``GistMemory.answer_prompt`` reads the tags
 back and answers from those caches. The integrations import this module alone.
+
+Text that reaches ``answer_prompt`` is partly written by end users, so a tag is honoured only when
+it carries the store's signature of its id (``GistStore.sign``: an HMAC under a secret kept in
+the store directory). Only the memory can mint one (``GistMemory.gist_tag``); a tag someone types,
+or one with an id of the wrong shape, is ordinary text and reads nothing.
 """
 
 from __future__ import annotations
 
 import re
 
-#: How a prompt names a gist cache of the store. Host frameworks (LangChain, LlamaIndex) hand a model
-#: text only, so the integrations write a cache into a prompt as this tag and ``answer_prompt`` reads it.
-GIST_REF = '<gist id="{}"/>'
-_GIST_REF = re.compile(r'<gist id="([^"<>\s]+)"/>')
+from typing import Callable
+
+#: How a prompt names a gist cache of the store: its id and the store's signature of it.
+GIST_REF = '<gist id="{}" sig="{}"/>'
+_GIST_REF = re.compile(r'<gist id="([0-9a-f]{64})" sig="([0-9a-f]{32})"/>')
 
 
-def gist_ref(cache_id: str) -> str:
-    """The tag that stands for a stored gist cache in a prompt (see ``GistMemory.answer_prompt``)."""
-    return GIST_REF.format(cache_id)
+def gist_ref(cache_id: str, signature: str) -> str:
+    """The tag that stands for a stored gist cache in a prompt; mint it with ``GistMemory.gist_tag``."""
+    return GIST_REF.format(cache_id, signature)
 
 
-def split_gist_refs(text: str) -> tuple[str, list[str]]:
-    """(``text`` without its gist tags, the cache ids they name, in order)."""
-    return _GIST_REF.sub("", text).strip(), _GIST_REF.findall(text)
+def split_gist_refs(text: str, verify: Callable[[str, str], bool]) -> tuple[str, list[str]]:
+    """(``text`` without its verified gist tags, the cache ids they name, in order).
+
+    A tag ``verify(id, signature)`` refuses stays in the text as it was, and names no cache.
+    """
+    ids: list[str] = []
+
+    def take(match: re.Match) -> str:
+        if verify(match.group(1), match.group(2)):
+            ids.append(match.group(1))
+            return ""
+        return match.group(0)
+
+    return _GIST_REF.sub(take, text).strip(), ids
 
 
 def render_turns(turns) -> str:

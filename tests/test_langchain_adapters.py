@@ -124,7 +124,7 @@ def test_compressor_turns_any_retrievers_documents_into_gist_caches(memory):
     assert len(docs) == 3 and {d.metadata["n"] for d in docs} == {0, 1, 2}
     ids = memory.compress_texts([texts[d.metadata["n"]] for d in docs])  # content-addressed: the same caches
     assert [d.metadata["cache_id"] for d in docs] == ids
-    assert [d.page_content for d in docs] == [f'<gist id="{i}"/>' for i in ids]
+    assert [d.page_content for d in docs] == [memory.gist_tag(i) for i in ids]
     context = "\n".join(d.page_content for d in docs)
     msg = ChatGistMemory(memory=memory, max_tokens=4).invoke(f"{context}\nWhat is the cat called?")
     assert msg.content == memory.answer_from_caches("What is the cat called?", ids, max_new_tokens=4).text
@@ -205,7 +205,7 @@ def test_messages_it_cannot_answer_say_why(memory):
         llm.invoke([HumanMessage(content=[{"type": "text", "text": "What is this?"}, image])])
     with pytest.raises(NotImplementedError):
         llm.bind_tools([])
-    with pytest.raises(ValueError, match="no 'cache_id'"):
+    with pytest.raises(ValueError, match="no 'gist_tag'"):
         format_gist_refs([Document("text without a gist cache")])
     with pytest.raises(ValueError, match="max_messages must be"):
         GistMemoryMiddleware(memory, max_messages=2, keep_messages=2)

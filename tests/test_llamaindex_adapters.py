@@ -145,7 +145,7 @@ def test_memory_block_holds_flushed_turns_as_gists_and_the_llm_reads_them(spy):
     assert block.cache_ids and all(memory.store.has_cache(c) for c in block.cache_ids)
     messages = chat.get(input="Where did I park?")
     system = messages[0].content
-    assert all(f'<gist id="{c}"/>' in system for c in block.cache_ids)
+    assert all(memory.gist_tag(c) in system for c in block.cache_ids)
     assert "north garage" not in "".join(m.content for m in messages)  # flushed text left the prompt
     question = ChatMessage(role="user", content="Where did I park?")
     out = GistMemoryLLM(memory, max_new_tokens=4).chat([*messages, question])

@@ -13,7 +13,7 @@ from pydantic import Field, field_validator
 class GistMemoryCompressor(BaseDocumentCompressor):
     """Compresses documents from any retriever into gist caches kept in a ``GistMemory``'s store.
 
-    Each returned document's ``page_content`` is a gist tag (``<gist id="..."/>``) and its metadata
+    Each returned document's ``page_content`` is a gist tag (``<gist id="..." sig="..."/>``) and its metadata
     gains ``cache_id``, so a prompt built the usual way (joining ``page_content``) hands
     ``ChatGistMemory`` the caches instead of the text. Compression is content-addressed: a text
     seen before, or a document from ``GistMemoryRetriever`` (it has a ``cache_id``), costs nothing.
@@ -32,7 +32,7 @@ class GistMemoryCompressor(BaseDocumentCompressor):
         .. code-block:: python
 
             docs = retriever.invoke("vault code")
-            docs[0].page_content   # '<gist id="3f2a..."/>'
+            docs[0].page_content   # '<gist id="3f2a..." sig="9c1e..."/>'
             context = "\\n".join(d.page_content for d in docs)   # for ChatGistMemory
     """
 
@@ -49,11 +49,10 @@ class GistMemoryCompressor(BaseDocumentCompressor):
     def compress_documents(self, documents: Sequence[Document], query: str,
                            callbacks: Callbacks | None = None) -> Sequence[Document]:
         """The documents, in order, each standing for its gist cache (the query does not change them)."""
-        from gist_memory.tags import gist_ref
-
         if not documents:
             return []
         known = self.memory.caches_for([d.page_content for d in documents],
                                        [d.metadata.get("cache_id") for d in documents])
-        return [Document(page_content=gist_ref(known[i]), id=d.id, metadata={**d.metadata, "cache_id": known[i]})
+        tags = [self.memory.gist_tag(c) for c in known]
+        return [Document(page_content=tags[i], id=d.id, metadata={**d.metadata, "cache_id": known[i], "gist_tag": tags[i]})
                 for i, d in enumerate(documents)]

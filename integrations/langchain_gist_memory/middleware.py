@@ -65,7 +65,7 @@ class GistMemoryMiddleware(AgentMiddleware):
 
     def before_model(self, state: AgentState, runtime: Runtime) -> dict[str, Any] | None:
         """Past ``max_messages``, replace the oldest messages by a message naming their gist caches."""
-        from gist_memory.tags import gist_ref, render_turns
+        from gist_memory.tags import render_turns
 
         cache_ids, conversation = [], []
         for message in state["messages"]:
@@ -78,7 +78,7 @@ class GistMemoryMiddleware(AgentMiddleware):
         cut = _cutoff(conversation, len(conversation) - self.keep_messages)
         cache_ids += self.memory.compress_texts([render_turns(to_turns(conversation[:cut]))])
         gists = HumanMessage(content="Earlier conversation, kept as gist memory: "
-                                     + " ".join(gist_ref(c) for c in cache_ids),
+                                     + " ".join(self.memory.gist_tag(c) for c in cache_ids),
                              additional_kwargs={"lc_source": SOURCE, "gist_cache_ids": cache_ids})
         return {"messages": [RemoveMessage(id=REMOVE_ALL_MESSAGES), gists, *conversation[cut:]]}
 

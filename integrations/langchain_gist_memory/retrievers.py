@@ -15,16 +15,15 @@ def format_gist_refs(documents: Sequence[Document]) -> str:
     """Documents as gist-cache tags for a prompt: ``ChatGistMemory`` reads their caches, not their text.
 
     The hybrid path in LCEL: ``{"context": retriever | format_gist_refs, "question": ...} | prompt | llm``.
-    Documents need a ``cache_id`` in their metadata (``GistMemoryRetriever`` and
-    ``GistMemoryCompressor`` set it).
+    Documents need a ``gist_tag`` in their metadata: the memory's signed tag for their cache
+    (``GistMemoryRetriever`` and ``GistMemoryCompressor`` set it; a tag typed by anyone else is
+    plain text to the model).
     """
-    from gist_memory.tags import gist_ref
-
-    missing = [i for i, d in enumerate(documents) if not d.metadata.get("cache_id")]
+    missing = [i for i, d in enumerate(documents) if not d.metadata.get("gist_tag")]
     if missing:
-        raise ValueError(f"documents {missing} have no 'cache_id' in their metadata, so they have no gist cache; "
+        raise ValueError(f"documents {missing} have no 'gist_tag' in their metadata, so they have no gist cache; "
                          "retrieve them with GistMemoryRetriever or pass them through GistMemoryCompressor")
-    return "\n".join(gist_ref(d.metadata["cache_id"]) for d in documents)
+    return "\n".join(d.metadata["gist_tag"] for d in documents)
 
 
 class GistMemoryRetriever(BaseRetriever):
@@ -80,5 +79,6 @@ class GistMemoryRetriever(BaseRetriever):
         sources = self.memory.retrieve(query, top_k=kwargs.get("k", self.k), where=kwargs.get("where", self.where))
         return [Document(page_content=s.text, id=s.chunk_id,
                          metadata={**s.metadata, "doc_id": s.doc_id, "chunk_id": s.chunk_id,
-                                   "chunk_index": s.chunk_index, "cache_id": s.cache_id, "score": s.score})
+                                   "chunk_index": s.chunk_index, "cache_id": s.cache_id, "score": s.score,
+                                   "gist_tag": self.memory.gist_tag(s.cache_id)})
                 for s in sources]

@@ -37,7 +37,7 @@ class GistMemoryLLM(CustomLLM):
     """LLM over a ``GistMemory``: the memory's small model, reading gist caches named in the prompt.
 
     LlamaIndex engines retrieve and the LLM reads what they put in the prompt: node text, or with
-    ``GistMemoryPostprocessor`` the nodes' gist caches (``<gist id="..."/>`` tags) instead of their
+    ``GistMemoryPostprocessor`` the nodes' gist caches (``<gist id="..." sig="..."/>`` tags) instead of their
     text. In chat, the last user message is the question and earlier messages come before it as
     text. ``mode`` (off by default) makes the LLM itself answer from the store when a prompt names
     no caches, as ``GistMemory.query`` does. No function calling: use ``ReActAgent``, not

@@ -67,12 +67,10 @@ class GistMemoryBlock(BaseMemoryBlock[str]):
             self.cache_ids += await asyncio.to_thread(self._memory.compress_texts, [render_turns(turns)])
 
     async def _aget(self, messages: Optional[List[ChatMessage]] = None, **block_kwargs: Any) -> str:
-        from gist_memory.tags import gist_ref
-
         if not self.cache_ids:
             return ""
         if not self.as_text:
-            return " ".join(gist_ref(c) for c in self.cache_ids)
+            return " ".join(self._memory.gist_tag(c) for c in self.cache_ids)
         question = next((m.content for m in reversed(messages or []) if m.role.value == "user" and m.content), None)
         if question is None:
             return ""

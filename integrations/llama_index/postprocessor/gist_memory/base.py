@@ -12,7 +12,7 @@ from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle, Te
 class GistMemoryPostprocessor(BaseNodePostprocessor):
     """Compresses retrieved nodes into gist caches kept in a ``GistMemory``'s store.
 
-    Each node comes back as a copy whose text is a gist tag (``<gist id="..."/>``, its metadata
+    Each node comes back as a copy whose text is a gist tag (``<gist id="..." sig="..."/>``, its metadata
     hidden from the LLM), so the response synthesizer's prompt names the caches and
     ``GistMemoryLLM`` reads them instead of the text: the query runs in hybrid mode whatever the
     retriever. Compression is content-addressed: a text seen before, or a node from
@@ -50,14 +50,12 @@ class GistMemoryPostprocessor(BaseNodePostprocessor):
 
     def _postprocess_nodes(self, nodes: list[NodeWithScore],
                            query_bundle: Optional[QueryBundle] = None) -> list[NodeWithScore]:
-        from gist_memory.tags import gist_ref
-
         known = self._memory.caches_for([n.node.get_content(metadata_mode=MetadataMode.NONE) for n in nodes],
                                         [n.node.metadata.get("cache_id") for n in nodes]) if nodes else []
         out = []
         for i, n in enumerate(nodes):
             metadata = {**n.node.metadata, "cache_id": known[i]}
-            node = TextNode(id_=n.node.node_id, text=gist_ref(known[i]), metadata=metadata,
+            node = TextNode(id_=n.node.node_id, text=self._memory.gist_tag(known[i]), metadata=metadata,
                             excluded_llm_metadata_keys=list(metadata), excluded_embed_metadata_keys=list(metadata))
             out.append(NodeWithScore(node=node, score=n.score))
         return out
