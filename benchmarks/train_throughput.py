@@ -42,7 +42,8 @@ def _episode_steps(cfg, gm, optimizer, docs, steps: int) -> list[dict]:
 
 
 def _pool_steps(cfg, gm, optimizer, pool, steps: int, per_chunk_s: float) -> list[dict]:
-    from trainers.pool import draw_rows, pool_loss
+    from trainers.pool import draw_rows
+    from trainers.pool_forward import pool_loss
 
     out = []
     late = cfg.stages[-1]

@@ -12,8 +12,8 @@ from gist_memory.compress import compress_chunks, gist_kv
 from gist_memory.generate import answer_ids, forward_on_cache, prompt_ids
 from tiny import tiny_gist_model
 from gist_memory.generate import stop_token_ids
-from trainers.pool import (ChunkPlan, Question, Row, base_answers, chunks_kv, draw_rows, pool_loss, post_logits,
-                           stack_context)
+from trainers.pool import ChunkPlan, Question, Row, chunks_kv, draw_rows
+from trainers.pool_forward import base_answers, pool_loss, post_logits, stack_context
 
 TOL = 1e-4
 

@@ -30,7 +30,8 @@ from gist_memory.data.scoring import contains_match
 
 from .config import SHAPE_FIELDS, TrainConfig
 from .data import make_sample, recipe_documents, step_samples, to_episode, training_documents
-from .pool import ContextPool, draw_rows, pool_loss
+from .pool import ContextPool, draw_rows
+from .pool_forward import pool_loss
 from .validation import validate_kept, validation_set
 
 

@@ -27,7 +27,8 @@ from gist_memory.data.scoring import contains_match
 from gist_memory.data.tasks import passkey_sample
 
 from .data import sample_text
-from .pool import ChunkPlan, PoolChunk, chunks_kv, stack_context
+from .pool import ChunkPlan, PoolChunk, chunks_kv
+from .pool_forward import stack_context
 
 TASKS = ("niah", "fact", "fact_new_kind", "niah_ko")
 
