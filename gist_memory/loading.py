@@ -142,7 +142,9 @@ def load_base(base: str, device: torch.device, dtype: torch.dtype, load_in_4bit:
     path = default_model_dir() if base == "default" else base
     label = DEFAULT_MODEL_NAME if base == "default" else str(base)
     _check_local_path(str(path))
-    kwargs: dict = {"dtype": dtype}
+    # Weights load from safetensors only (a pickled pytorch_model.bin runs code when read) and from
+    # local files only: the default needs no network, and a model id must already be in the cache.
+    kwargs: dict = {"dtype": dtype, "use_safetensors": True, "local_files_only": True}
     if load_in_4bit:
         try:
             from transformers import BitsAndBytesConfig
@@ -153,7 +155,12 @@ def load_base(base: str, device: torch.device, dtype: torch.dtype, load_in_4bit:
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=dtype)
         kwargs["device_map"] = {"": device.index or 0} if device.type == "cuda" else {"": "cpu"}
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path)
+        local = Path(str(path)).expanduser()
+        if local.is_dir() and not any(local.glob("*.safetensors")) and any(local.glob("*.bin")):
+            raise ModelLoadError(f"{base}: the directory holds pickled weights (*.bin) and no safetensors; pickles "
+                                 "run code when loaded, so they are refused. Convert them where you trust the file "
+                                 "(model.save_pretrained(dir, safe_serialization=True)) and pass that directory")
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
         model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
     except (OSError, ValueError) as exc:  # ValueError: hub id syntax, a directory with no tokenizer ...
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -67,6 +67,41 @@ def test_missing_model_offline_says_how_to_get_it(monkeypatch):
         GistModel.from_pretrained("./no/such/dir", device="cpu")
 
 
+def test_a_model_id_not_in_the_cache_fails_fast_even_online(monkeypatch):
+    """local_files_only: a missing id is the documented ModelLoadError, never a download attempt."""
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # were anything fetched, it would hang or fail here
+    with pytest.raises(ModelLoadError, match="hf download someorg/no-such-model"):
+        GistModel.from_pretrained("someorg/no-such-model", device="cpu")
+
+
+class _Boom:
+    """Unpickling this writes a marker file: proof that a pickle was executed."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_pickled_weights_are_refused_never_unpickled(saved, tmp_path):
+    import pickle
+    import shutil
+
+    base, _ = saved
+    evil = tmp_path / "evil"
+    shutil.copytree(base, evil)
+    for f in evil.glob("*.safetensors"):
+        f.unlink()
+    marker = tmp_path / "unpickled"
+    (evil / "pytorch_model.bin").write_bytes(pickle.dumps(_Boom(str(marker))))
+    with pytest.raises(ModelLoadError, match="pickled weights"):
+        GistModel.from_pretrained(str(evil), device="cpu")
+    assert not marker.exists()
+
+
 def test_directory_that_is_not_a_model(tmp_path):
     with pytest.raises(ModelLoadError, match="no config.json"):
         GistModel.from_pretrained(str(tmp_path), device="cpu")
