@@ -126,6 +126,13 @@ class TokenStream:
     def __next__(self) -> str:
         return next(self._pieces)
 
+    def close(self) -> None:
+        """Stop the stream early and release what it holds (the model, for a memory's stream).
+        Garbage collection does the same for a stream nobody reads any more."""
+        close = getattr(self._pieces, "close", None)
+        if close is not None:
+            close()
+
 
 def _sample(logits: torch.Tensor, temperature: float, generator) -> int:
     if temperature <= 0:

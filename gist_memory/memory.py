@@ -20,6 +20,7 @@ import json
 import os
 import shutil
 import tempfile
+import weakref
 from pathlib import Path
 
 from .documents import Document
@@ -98,6 +99,7 @@ class GistMemory(Ingest, Query):
         self.top_k = top_k
         self.embedder = as_embedder(embedder, device=device)
         self._gate = Gate()
+        self._streams = weakref.WeakSet()  # open answer streams, closed with the memory
         self.index = None
         try:
             self.index = VectorIndex(self.embedder, collection, self.persist_dir, client=client, read_only=read_only)
@@ -223,7 +225,10 @@ class GistMemory(Ingest, Query):
         return target
 
     def close(self) -> None:
-        """Release the vector index, the catalogue and, for an in-memory memory, its directory."""
+        """Close open answer streams; release the vector index, the catalogue and, for an in-memory
+        memory, its directory."""
+        for stream in list(self._streams):
+            stream.close()
         if self.index is not None:
             self.index.close()
         self.store.close()

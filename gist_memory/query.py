@@ -197,4 +197,5 @@ class Query:
             out.generation, out.answer = tokens.generation, finish()
 
         out = AnswerStream(pieces())
+        self._streams.add(out)
         return out

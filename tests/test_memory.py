@@ -488,3 +488,56 @@ def test_a_cache_id_that_is_not_a_content_address_names_no_file(tmp_path, gm, ba
     with pytest.raises(InputError, match="is not a gist cache id"):
         mem.gist_tag(bad)
     mem.close()
+
+
+# ---------------------------------------------------------------------------- streams that stop halfway
+def _half_read(mem, mode):
+    """A stream read to its first piece (sampled: the tiny random model rarely ends at once)."""
+    stream = mem.query(QUESTION, mode=mode, max_new_tokens=40, stream=True, temperature=1.0)
+    next(iter(stream))
+    return stream
+
+
+@pytest.mark.parametrize("mode", ["rag", "gist"])
+def test_a_half_read_stream_makes_the_next_call_fail_fast_not_hang(mem, mode):
+    stream = _half_read(mem, mode)
+    with pytest.raises(InputError, match="still reading an answer stream"):
+        mem.add("Another document about lighthouses.", progress=False)
+    if mode == "rag":  # a text generation holds the model alone
+        with pytest.raises(InputError, match="still reading an answer stream"):
+            mem.query(QUESTION, mode="gist", max_new_tokens=2)
+    stream.close()
+    assert mem.query(QUESTION, mode="rag", max_new_tokens=2).text is not None
+    mem.add("Another document about lighthouses.", progress=False)
+
+
+def test_an_abandoned_stream_releases_the_model_when_collected(mem):
+    import gc
+
+    stream = _half_read(mem, "rag")
+    del stream
+    gc.collect()
+    assert mem.query(QUESTION, mode="rag", max_new_tokens=2).text is not None
+
+
+def test_another_thread_waiting_on_a_held_model_gives_up_with_an_error(mem):
+    import threading
+
+    stream = _half_read(mem, "rag")
+    mem._gate.timeout_s = 0.2
+    errors = []
+    worker = threading.Thread(target=lambda: errors.append(pytest.raises(InputError, mem.query, QUESTION,
+                                                                         mode="gist", max_new_tokens=2)))
+    worker.start()
+    worker.join(timeout=30)
+    assert not worker.is_alive() and errors and "waited" in str(errors[0].value)
+    stream.close()
+
+
+def test_closing_the_memory_closes_its_open_streams(tmp_path, gm):
+    m = open_memory(tmp_path / "s", gm)
+    m.add(CONTRACT, progress=False)
+    stream = _half_read(m, "gist")
+    m.close()
+    with pytest.raises(StopIteration):
+        next(iter(stream))
