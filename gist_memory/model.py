@@ -30,6 +30,23 @@ from .loading import load_base, model_fingerprint, resolve_device, resolve_dtype
 DEFAULT_ADAPTER_DIR = Path(__file__).parent / "adapters" / "default"
 
 
+def _read_gist_config(adapter_dir: Path) -> dict:
+    """An adapter's ``gist_config.json``, refused with a one-line error when damaged or too new."""
+    path = adapter_dir / "gist_config.json"
+    try:
+        info = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelLoadError(f"{path} is not valid JSON ({exc}); copy the adapter directory again") from None
+    if not isinstance(info, dict) or not {"num_gist_tokens", "chunk_tokens", "base_model"} <= set(info):
+        raise ModelLoadError(f"{path} is not a gist adapter config (it needs num_gist_tokens, chunk_tokens and "
+                             "base_model); pass a directory written by GistModel.save_adapter or the trainer")
+    version = info.get("format_version", FORMAT_VERSION)
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise ModelLoadError(f"{path} has adapter format version {version!r}; this gist-memory reads up to "
+                             f"{FORMAT_VERSION}. Upgrade gist-memory to load it")
+    return info
+
+
 def _adapter_identity(adapter_dir: Path) -> str:
     digest = hashlib.sha256()
     for name in ("gist_config.json", "gist_embeddings.safetensors", "adapter_model.safetensors"):
@@ -122,7 +139,7 @@ class GistModel(nn.Module):
     def _with_adapter(cls, model, tokenizer, base_identity: str, adapter_dir: Path, overrides: dict) -> "GistModel":
         from safetensors.torch import load_file
 
-        info = json.loads((adapter_dir / "gist_config.json").read_text())
+        info = _read_gist_config(adapter_dir)
         gist = GistConfig.from_dict(info)
         for key, value in overrides.items():
             if getattr(gist, key) != value:
@@ -137,7 +154,11 @@ class GistModel(nn.Module):
 
             model = PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=False)
             model.eval()
-        rows = load_file(str(adapter_dir / "gist_embeddings.safetensors"))["gist_embeddings"]
+        try:
+            rows = load_file(str(adapter_dir / "gist_embeddings.safetensors"))["gist_embeddings"]
+        except (OSError, KeyError, ValueError) as exc:  # missing file or tensor, not safetensors
+            raise ModelLoadError(f"adapter {adapter_dir}: gist_embeddings.safetensors is missing or damaged "
+                                 f"({type(exc).__name__}: {exc}); copy the whole adapter directory again") from None
         return cls(model, tokenizer, gist, base_identity, _adapter_identity(adapter_dir), rows)
 
     def add_lora(self, r: int = 16, alpha: int = 32, dropout: float = 0.0,

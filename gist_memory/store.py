@@ -30,7 +30,7 @@ import threading
 from pathlib import Path
 
 from .cache import GistCache
-from .errors import InputError
+from .errors import CacheFormatError, InputError
 
 MANIFEST = "store.json"
 CATALOG = "catalog.sqlite"
@@ -62,10 +62,36 @@ _CHUNK_SELECT = ("SELECT c.chunk_id, c.doc_id, c.idx, c.n_tokens, c.cache_id, d.
                  "FROM chunks c JOIN documents d ON d.doc_id = c.doc_id ")
 
 
+#: What every manifest holds; a file without them was not written by this store.
+_MANIFEST_KEYS = ("build", "built_with", "model", "chunking", "vector_index")
+
+
 def read_manifest(path: str | os.PathLike) -> dict | None:
-    """The ``store.json`` of a memory directory, or None when there is none."""
+    """The ``store.json`` of a memory directory, or None when there is none.
+
+    Raises CacheFormatError, naming the file, when it is not JSON, not a store manifest, or
+    written by a newer format than this version reads.
+    """
     path = Path(path) / MANIFEST
-    return json.loads(path.read_text()) if path.is_file() else None
+    if not path.is_file():
+        return None
+    try:
+        manifest = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CacheFormatError(f"{path} is not valid JSON ({exc}); it describes the store: restore it from a "
+                               "copy, or build the store anew in an empty directory") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != "gist-memory-store":
+        raise CacheFormatError(f"{path} is not a gist-memory store manifest; point persist_dir at a directory "
+                               "GistMemory made, or at an empty one")
+    version = manifest.get("format_version")
+    if not isinstance(version, int) or version > STORE_FORMAT_VERSION:
+        raise CacheFormatError(f"{path} has store format version {version!r}; this gist-memory reads up to "
+                               f"{STORE_FORMAT_VERSION}. Upgrade gist-memory to open it")
+    missing = [k for k in _MANIFEST_KEYS if k not in manifest]
+    if missing:
+        raise CacheFormatError(f"{path} lacks {', '.join(missing)}; it is damaged: restore it from a copy, or "
+                               "build the store anew")
+    return manifest
 
 
 def chunk_id(doc_id: str, index: int) -> str:

@@ -541,3 +541,22 @@ def test_closing_the_memory_closes_its_open_streams(tmp_path, gm):
     m.close()
     with pytest.raises(StopIteration):
         next(iter(stream))
+
+
+# ---------------------------------------------------------------------------- damaged store files
+@pytest.mark.parametrize("content, message", [
+    ("{not json", "is not valid JSON"),
+    ('{"hello": "world"}', "is not a gist-memory store manifest"),
+    ('{"format": "gist-memory-store", "format_version": 99}', "format version 99"),
+    ('{"format": "gist-memory-store", "format_version": 1, "build": {}}', "lacks built_with"),
+])
+def test_a_damaged_store_manifest_is_a_one_line_error_naming_the_file(tmp_path, gm, content, message):
+    from gist_memory.errors import CacheFormatError
+
+    path = tmp_path / "s"
+    open_memory(path, gm).close()
+    (path / "store.json").write_text(content)
+    for opener in (lambda: open_memory(path, gm), lambda: GistMemory.load(path, model=gm, embedder=HashEmbedder())):
+        with pytest.raises(CacheFormatError, match=message) as err:
+            opener()
+        assert "store.json" in str(err.value) and "\n" not in str(err.value)

@@ -102,6 +102,25 @@ def test_pickled_weights_are_refused_never_unpickled(saved, tmp_path):
     assert not marker.exists()
 
 
+@pytest.mark.parametrize("damage, message", [
+    (lambda d: (d / "gist_config.json").write_text("{oops"), "is not valid JSON"),
+    (lambda d: (d / "gist_config.json").write_text('{"k": 8}'), "is not a gist adapter config"),
+    (lambda d: (d / "gist_config.json").write_text(
+        (d / "gist_config.json").read_text().replace('"format_version": 1', '"format_version": 7')), "format version 7"),
+    (lambda d: (d / "gist_embeddings.safetensors").unlink(), "gist_embeddings.safetensors is missing or damaged"),
+])
+def test_a_damaged_adapter_is_a_one_line_error(saved, tmp_path, damage, message):
+    import shutil
+
+    base, adapter = saved
+    broken = tmp_path / "adapter"
+    shutil.copytree(adapter, broken)
+    damage(broken)
+    with pytest.raises(ModelLoadError, match=message) as err:
+        GistModel.from_pretrained(base, adapter=str(broken), device="cpu")
+    assert "\n" not in str(err.value)
+
+
 def test_directory_that_is_not_a_model(tmp_path):
     with pytest.raises(ModelLoadError, match="no config.json"):
         GistModel.from_pretrained(str(tmp_path), device="cpu")
