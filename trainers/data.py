@@ -83,9 +83,11 @@ def to_episode(sample: Sample, tokenizer, chunk_tokens: int) -> Episode:
     return Episode(chunks, prompt_ids(tokenizer, sample.question), answer_ids(tokenizer, sample.answer))
 
 
-def step_samples(cfg: TrainConfig, step: int, docs: list[SourceDocument], tokenizer) -> list[Sample]:
-    """The batch of step ``step``: ``batch_size`` samples, tasks drawn by the stage's task mix."""
-    rng = random.Random(f"{cfg.seed}-{step}")
+def step_samples(cfg: TrainConfig, step: int, docs: list[SourceDocument], tokenizer, stream: str = "") -> list[Sample]:
+    """The batch of step ``step``: ``batch_size`` samples, tasks drawn by the stage's task mix.
+
+    ``stream`` names a process's own data stream when several train together ('' for one)."""
+    rng = random.Random(f"{cfg.seed}-{step}{stream}")
     tasks, weights = zip(*[(t, w) for t, w in cfg.task_mix_at(step).items() if w > 0])
     stage = cfg.stage(step)
     return [make_sample(rng, rng.choices(tasks, weights)[0], docs, tokenizer, stage, f"s{step}-{i}")

@@ -138,6 +138,17 @@ def post_logits(gm, gists: list[tuple[torch.Tensor, torch.Tensor]], lengths: lis
     return logits, targets[keep], spans
 
 
+class PoolLoss(torch.nn.Module):
+    """:func:`pool_loss` as a module, so ``accelerate`` (DDP) can wrap it and sync gradients."""
+
+    def __init__(self, gm):
+        super().__init__()
+        self.gm = gm
+
+    def forward(self, drawn: list[PoolChunk], rows: list[Row]) -> tuple[torch.Tensor, int]:
+        return pool_loss(self.gm, drawn, rows)
+
+
 def pool_loss(gm, drawn: list[PoolChunk], rows: list[Row]) -> tuple[torch.Tensor, int]:
     """Mean cross-entropy over the answer tokens of ``rows``; returns (loss, answer tokens)."""
     lengths = [len(c.ids) for c in drawn]

@@ -31,7 +31,7 @@ from gist_memory.data.scoring import contains_match
 from .config import SHAPE_FIELDS, TrainConfig
 from .data import make_sample, recipe_documents, step_samples, to_episode, training_documents
 from .pool import ContextPool, draw_rows
-from .pool_forward import pool_loss
+from .pool_forward import PoolLoss
 from .validation import validate_kept, validation_set
 
 
@@ -210,12 +210,12 @@ def plot_log(log_path: Path, out_png: Path) -> None:
     plt.close(fig)
 
 
-def run_metadata(cfg: TrainConfig, gm: GistModel) -> dict:
+def run_metadata(cfg: TrainConfig, gm: GistModel, processes: int = 1) -> dict:
     from gist_memory.provenance import versions
 
     found = versions()
     return {"git": found.pop("git", "unknown"), "seed": cfg.seed, "base_model": gm.base_identity,
-            "device": str(gm.device), "dtype": str(gm.dtype), "versions": found,
+            "device": str(gm.device), "dtype": str(gm.dtype), "processes": processes, "versions": found,
             "trainable_parameters": gm.trainable_parameters(),
             "data": "gist_memory.data.corpus train split (by source work), tasks per trainers.data.make_sample"}
 
@@ -240,25 +240,27 @@ def train(cfg: TrainConfig, model: GistModel | None = None, progress: bool = Tru
     check_resume(run, cfg)
     start = load_checkpoint(run, gm, optimizer)
     accelerator = Accelerator(cpu=gm.device.type == "cpu")
-    ddp_model, optimizer = accelerator.prepare(EpisodeLoss(gm), optimizer)
-    record_config(run, cfg, start)
-    (run / "run.json").write_text(json.dumps(run_metadata(cfg, gm), indent=2))
+    # several processes (accelerate launch): each draws its own data, the main one alone writes
+    is_main, stream = accelerator.is_main_process, "" if accelerator.num_processes == 1 else f"-r{accelerator.process_index}"
+    loss_fn, optimizer = accelerator.prepare(PoolLoss(gm) if cfg.recipe == "pool" else EpisodeLoss(gm), optimizer)
+    if is_main:
+        record_config(run, cfg, start)
+        (run / "run.json").write_text(json.dumps(run_metadata(cfg, gm, accelerator.num_processes), indent=2))
     if cfg.recipe == "pool":
-        pool_docs = recipe_documents(cfg, "train")
-        pool = ContextPool(gm, pool_docs, cfg.pool_size, cfg.pool_refresh, getattr(torch, cfg.pool_dtype),
-                           lambda s: (cfg.stage(s).min_tokens, cfg.stage(s).max_tokens), seed=cfg.seed,
-                           facts=cfg.facts_per_chunk, language_mix=cfg.language_mix, keyed_share=cfg.keyed_share,
-                           theme_share=cfg.theme_share, theme_tokens=cfg.theme_tokens)
-        pool.advance(start, progress=progress)
+        pool = ContextPool(gm, recipe_documents(cfg, "train"), cfg.pool_size, cfg.pool_refresh,
+                           getattr(torch, cfg.pool_dtype), lambda s: (cfg.stage(s).min_tokens, cfg.stage(s).max_tokens),
+                           seed=f"{cfg.seed}{stream}", facts=cfg.facts_per_chunk, language_mix=cfg.language_mix,
+                           keyed_share=cfg.keyed_share, theme_share=cfg.theme_share, theme_tokens=cfg.theme_tokens)
+        pool.advance(start, progress=progress and is_main)
         val = validation_set(gm, recipe_documents(cfg, "validation"), cfg.eval_samples, seed=cfg.seed,
-                             progress=progress) if cfg.eval_samples else []
+                             progress=progress) if cfg.eval_samples and is_main else []
         score = lambda: validate_kept(gm, val)  # noqa: E731
     else:
         docs = training_documents("train", seed=cfg.seed)
-        val = validation_samples(cfg, gm.tokenizer, cfg.eval_samples) if cfg.eval_samples else []
+        val = validation_samples(cfg, gm.tokenizer, cfg.eval_samples) if cfg.eval_samples and is_main else []
         score = lambda: validate(gm, val, cfg.chunk_tokens)  # noqa: E731
-    log = (run / "log.jsonl").open("a")
-    bar = tqdm(total=cfg.steps, initial=start, desc="training", unit="step", disable=not progress)
+    log = (run / "log.jsonl").open("a") if is_main else None
+    bar = tqdm(total=cfg.steps, initial=start, desc="training", unit="step", disable=not (progress and is_main))
     gm.train()
     end = cfg.steps if stop_after is None else min(cfg.steps, start + stop_after)
     for step in range(start, end):
@@ -267,39 +269,43 @@ def train(cfg: TrainConfig, model: GistModel | None = None, progress: bool = Tru
             group["lr"] = lr_at(cfg, step)
         if cfg.recipe == "pool":
             built = pool.advance(step)
-            rng = random.Random(f"{cfg.seed}-step-{step}")
+            rng = random.Random(f"{cfg.seed}-step-{step}{stream}")
             drawn = rng.sample(sorted(pool.chunks, key=lambda c: c.number), cfg.chunks_per_step)
             rows = draw_rows(rng, drawn, cfg.stage(step).max_chunks, cfg.questions_per_chunk, cfg.task_mix_at(step))
-            loss, answer_tokens = pool_loss(gm, drawn, rows)
+            loss, answer_tokens = loss_fn(drawn, rows)
             extra = {"questions": len(rows), "built": built,
                      "ctx_tokens": sum(len(c.ids) for c in drawn)}
         else:
             episodes = [to_episode(s, gm.tokenizer, cfg.chunk_tokens)
-                        for s in step_samples(cfg, step, docs, gm.tokenizer)]
+                        for s in step_samples(cfg, step, docs, gm.tokenizer, stream)]
             batch = collate(episodes, cfg.num_gist_tokens, gm.tokenizer.pad_token_id)
-            loss = ddp_model(batch)
+            loss = loss_fn(batch)
             answer_tokens = int((batch.labels != -100).sum())
             extra = {"questions": len(episodes), "ctx_tokens": int(sum(len(c) for e in episodes for c in e.chunks))}
         accelerator.backward(loss)
         accelerator.clip_grad_norm_([p for p in gm.parameters() if p.requires_grad], cfg.grad_clip)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        row = {"step": step, "loss": loss.item(), "lr": lr_at(cfg, step), "s": round(time.perf_counter() - t0, 3),
-               "answer_tokens": answer_tokens, **extra}
-        log.write(json.dumps(row) + "\n")
-        bar.update(1)
-        bar.set_postfix(loss=f"{row['loss']:.3f}")
         done = step + 1
-        if val and (done % cfg.eval_every == 0 or done == cfg.steps):
-            scores = score()
-            log.write(json.dumps({"step": done, "val": scores}) + "\n")
-            bar.write(f"step {done}: validation {scores}")
+        bar.update(1)
+        if is_main:
+            row = {"step": step, "loss": loss.item(), "lr": lr_at(cfg, step), "s": round(time.perf_counter() - t0, 3),
+                   "answer_tokens": answer_tokens, **extra}
+            log.write(json.dumps(row) + "\n")
+            bar.set_postfix(loss=f"{row['loss']:.3f}")
+            if val and (done % cfg.eval_every == 0 or done == cfg.steps):
+                scores = score()
+                log.write(json.dumps({"step": done, "val": scores}) + "\n")
+                bar.write(f"step {done}: validation {scores}")
         if done % cfg.save_every == 0 or done in (cfg.steps, end):
-            log.flush()
-            save_checkpoint(run, gm, optimizer, done)
+            if is_main:
+                log.flush()
+                save_checkpoint(run, gm, optimizer, done)
+            accelerator.wait_for_everyone()
     bar.close()
-    log.close()
-    if end < cfg.steps:
+    if log is not None:
+        log.close()
+    if end < cfg.steps or not is_main:
         return None
     plot_log(run / "log.jsonl", run / "training.png")
     gm.adapter_identity = "trained"
