@@ -105,9 +105,36 @@ def validate_kept(gm, samples: list[ValSample], max_new_tokens: int = 12, batch:
     return {task: sum(v) / len(v) for task, v in hits.items()}
 
 
+@torch.no_grad()
+def seen_vs_fresh(gm, pool, seen: list[int], fresh: list[int]) -> dict[str, dict[str, float]]:
+    """Mean answer loss by task on pool chunks a run trained on (``seen`` chunk numbers) and on
+    chunks it never saw (``fresh``), each question asked of its chunk alone. A seen loss far
+    below the fresh one means the adapter memorised the pool's answers instead of reading gists."""
+    from .pool import Row
+    from .pool_forward import pool_loss
+
+    was_training = gm.training
+    gm.eval()
+    out = {}
+    for name, numbers in (("seen", seen), ("fresh", fresh)):
+        losses: dict[str, list[float]] = {}
+        for chunk in pool.build(list(numbers)):
+            for q in chunk.questions:
+                losses.setdefault(q.task, []).append(pool_loss(gm, [chunk], [Row([0], q)])[0].item())
+        out[name] = {task: round(sum(v) / len(v), 3) for task, v in losses.items()}  # empty side: {}
+    if was_training:
+        gm.train()
+    return out
+
+
 def main(adapter: str = "default", recipe: str = "trainers/configs/pool.yaml", samples: int = 60,
-         num_threads: int = 2, out: str | None = None) -> dict[str, float]:
+         num_threads: int = 2, out: str | None = None, seen_vs_fresh_at: int | None = None,
+         chunks: int = 24, refresh: float | None = None) -> dict:
     """Score an adapter on the trainer's validation set (the same samples a run of ``recipe`` logs).
+
+    With ``seen_vs_fresh_at`` it instead compares the answer loss on ``chunks`` chunks from the
+    middle of the pool the run held at that step (built as the trainer built them, and trained on)
+    with as many fresh chunks of that step's lengths.
 
     Args:
         adapter: 'default' (the shipped adapter), 'none' (untrained floor) or an adapter directory
@@ -116,6 +143,9 @@ def main(adapter: str = "default", recipe: str = "trainers/configs/pool.yaml", s
         samples: samples per task.
         num_threads: torch CPU threads.
         out: also write the scores as JSON here.
+        seen_vs_fresh_at: a training step whose pool to compare with fresh chunks (memorisation check).
+        chunks: chunks on each side of that comparison.
+        refresh: the pool_refresh the run had up to that step, when the config has changed since.
     """
     import json
 
@@ -128,8 +158,25 @@ def main(adapter: str = "default", recipe: str = "trainers/configs/pool.yaml", s
     cfg = TrainConfig.from_yaml(recipe)
     gm = GistModel.from_pretrained(cfg.base, adapter=adapter, num_gist_tokens=cfg.num_gist_tokens,
                                    chunk_tokens=cfg.chunk_tokens)
-    val = validation_set(gm, recipe_documents(cfg, "validation"), samples, seed=cfg.seed, progress=True)
-    scores = validate_kept(gm, val)
+    if seen_vs_fresh_at is not None:
+        from .pool import ContextPool
+
+        step, docs = seen_vs_fresh_at, recipe_documents(cfg, "train")
+
+        def pool_with(length_at):
+            return ContextPool(gm, docs, cfg.pool_size, cfg.pool_refresh if refresh is None else refresh,
+                               torch.float16, length_at, seed=cfg.seed, facts=cfg.facts_per_chunk,
+                               language_mix=cfg.language_mix, keyed_share=cfg.keyed_share)
+
+        trained = pool_with(lambda s: (cfg.stage(s).min_tokens, cfg.stage(s).max_tokens))  # as the trainer
+        middle = trained.first(step) + (cfg.pool_size - chunks) // 2  # the pool of that step: [first, first + size)
+        seen = seen_vs_fresh(gm, trained, list(range(middle, middle + chunks)), [])["seen"]
+        fresh = seen_vs_fresh(gm, pool_with(lambda s: (cfg.stage(step).min_tokens, cfg.stage(step).max_tokens)),
+                              [], list(range(10 ** 7, 10 ** 7 + chunks)))["fresh"]
+        scores = {"seen": seen, "fresh": fresh}
+    else:
+        val = validation_set(gm, recipe_documents(cfg, "validation"), samples, seed=cfg.seed, progress=True)
+        scores = validate_kept(gm, val)
     record = {"adapter": gm.adapter_identity, "recipe": recipe, "samples_per_task": samples, "val": scores}
     print(json.dumps(record))
     if out:
