@@ -12,7 +12,8 @@ default: ~11.8 MB per 512-token chunk of the default model). A step then runs on
            post pass, adapter, grad:  Q questions per episode on top of the episode's concatenated
                      gists, positions from max(L_i + k) on (docs/design.md invariant 3)   -> loss on the answer
 
-Fresh chunks replace the oldest at ``pool_refresh`` per step. Chunk ``i`` is a pure function of
+Fresh chunks replace the oldest at ``pool_refresh`` per step: reuse within a step is safe, but a
+chunk drawn across many steps gets its answers memorised instead of read (measured: README). Chunk ``i`` is a pure function of
 (seed, i) and the pool at step ``s`` holds a fixed range of chunk numbers, so a resumed run
 rebuilds exactly the pool it had (the pool is regenerable and never saved).
 
