@@ -182,11 +182,7 @@ class ContextPool:
                                        self.theme_tokens)
                 for b, answer in zip(themed, answers):
                     plans[b].questions.append(Question("theme", plans[b].theme_prompt, answer))
-            for b, (n, p) in enumerate(zip(group, plans)):
-                L = len(p.ids)
-                out.append(PoolChunk(n, p.ids, [k[b, :, :L].to(self.storage_dtype).clone() for k, _ in layers],
-                                     [v[b, :, :L].to(self.storage_dtype).clone() for _, v in layers],
-                                     p.questions, p.keyed, p.language))
+            out += [_kept(n, p, layers, b, self.storage_dtype) for b, (n, p) in enumerate(zip(group, plans))]
         self.built_seconds += time.perf_counter() - t0
         return out
 
@@ -245,10 +241,14 @@ def draw_rows(rng: random.Random, drawn: list[PoolChunk], max_chunks: int, quest
     return rows
 
 
+def _kept(number: int, plan: ChunkPlan, layers, b: int, dtype: torch.dtype) -> PoolChunk:
+    """Row ``b`` of a batch's context KV, cut to the chunk's own length and stored in ``dtype``."""
+    L = len(plan.ids)
+    return PoolChunk(number, plan.ids, [k[b, :, :L].to(dtype).clone() for k, _ in layers],
+                     [v[b, :, :L].to(dtype).clone() for _, v in layers], plan.questions, plan.keyed, plan.language)
+
+
 def chunks_kv(gm, plans: list[ChunkPlan], storage_dtype=torch.float32) -> list[PoolChunk]:
     """PoolChunks of explicit plans (validation sets and tests), KV computed now."""
     layers = context_kv(gm, [p.ids for p in plans])
-    return [PoolChunk(i, p.ids, [k[b, :, :len(p.ids)].to(storage_dtype).clone() for k, _ in layers],
-                      [v[b, :, :len(p.ids)].to(storage_dtype).clone() for _, v in layers], p.questions, p.keyed,
-                      p.language)
-            for b, (i, p) in enumerate(zip(range(len(plans)), plans))]
+    return [_kept(b, p, layers, b, storage_dtype) for b, p in enumerate(plans)]
