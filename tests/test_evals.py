@@ -61,7 +61,10 @@ def test_outputs_exist_and_agree(run):
     # what makes a run reproducible and comparable
     assert results["config"]["seed"] == 0 and results["command"].startswith("python evals/run.py --mode all")
     env = results["environment"]
-    assert env["git_hash"] and env["device"].startswith("cpu") and env["versions"]["torch"]
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
+                          text=True, check=True).stdout.strip()
+    assert env["git_hash"].removesuffix("-dirty") == head  # the real commit, not the "unknown" fallback
+    assert env["device"].startswith("cpu") and env["versions"]["torch"]
     assert all(isinstance(m["higher_is_better"], bool) for m in results["metrics"].values())
     # each summary number is printed in the report's row for its mode
     summary = results["summary"]["summary"]
