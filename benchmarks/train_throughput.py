@@ -36,7 +36,7 @@ def _episode_steps(cfg, gm, optimizer, docs, steps: int) -> list[dict]:
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        out.append({"s": time.perf_counter() - t0, "answer_tokens": int((batch.labels != -100).sum()),
+        out.append({"s": time.perf_counter() - t0, "answer_tokens": batch.answer_tokens,
                     "questions": len(episodes), "ctx_tokens": sum(len(c) for e in episodes for c in e.chunks)})
     return out
 

@@ -176,3 +176,17 @@ def test_pool_recipe_trains_theme_questions_with_the_base_models_answers(tmp_pat
     for chunk in pool.chunks:
         theme = [q for q in chunk.questions if q.task == "theme"]
         assert len(theme) == 1 and len(theme[0].answer) >= 1
+
+
+def test_answer_losses_cover_every_task_of_the_chunks(tmp_path):
+    from trainers.data import recipe_documents
+    from trainers.pool import ContextPool
+    from trainers.validation import answer_losses
+
+    cfg = _pool_config(tmp_path, steps=1)
+    gm = _fresh_model()
+    pool = ContextPool(gm, recipe_documents(cfg, "train"), 4, 0.0, torch.float32, lambda s: (24, 64), facts=2,
+                       keyed_share=1.0)
+    losses = answer_losses(gm, pool, [0, 1, 2])
+    assert {"niah", "fact"} <= set(losses) and all(v > 0 for v in losses.values())
+    assert gm.training  # left as it was found

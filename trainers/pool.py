@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 import random
+import time
 from dataclasses import dataclass, field
 
 import torch
@@ -33,9 +34,9 @@ import torch
 from gist_memory.compress import context_kv
 from gist_memory.data.corpus import SourceDocument
 from gist_memory.data.facts import open_fact
-from gist_memory.generate import answer_ids, prompt_ids
 from gist_memory.data.tasks import cloze_sample, passkey_sample, plant, recon_sample
 from gist_memory.data.themes import QUESTIONS as THEME_QUESTIONS
+from gist_memory.generate import answer_ids, prompt_ids
 
 from .data import sample_text
 from .pool_forward import base_answers
@@ -134,7 +135,7 @@ class ContextPool:
     """
 
     def __init__(self, gm, docs: dict[str, list[SourceDocument]], size: int, refresh: float,
-                 storage_dtype: torch.dtype, length_at, seed: int = 0, facts: int = 3,
+                 storage_dtype: torch.dtype, length_at, seed: int | str = 0, facts: int = 3,
                  language_mix: dict[str, float] | None = None, keyed_share: float = 0.5, batch: int = 8,
                  theme_share: float = 0.0, theme_tokens: int = 40):
         self.gm, self.docs, self.size, self.refresh = gm, docs, size, refresh
@@ -167,8 +168,6 @@ class ContextPool:
     @torch.no_grad()
     def build(self, numbers: list[int]) -> list[PoolChunk]:
         """Plan chunks and run the frozen base over them, ``batch`` at a time."""
-        import time
-
         t0 = time.perf_counter()
         out = []
         for start in range(0, len(numbers), self.batch):
@@ -192,16 +191,14 @@ class ContextPool:
         have = {c.number for c in self.chunks}
         self.chunks = [c for c in self.chunks if c.number >= lo]
         missing = [n for n in range(lo, lo + self.size) if n not in have]
-        if progress and len(missing) > self.batch:
-            from tqdm.auto import tqdm
+        from tqdm.auto import tqdm
 
-            bar = tqdm(total=len(missing), desc="context-KV pool", unit="chunk")
-            for start in range(0, len(missing), self.batch):
-                self.chunks += self.build(missing[start:start + self.batch])
-                bar.update(min(self.batch, len(missing) - start))
-            bar.close()
-        elif missing:
-            self.chunks += self.build(missing)
+        bar = tqdm(total=len(missing), desc="context-KV pool", unit="chunk",
+                   disable=not (progress and len(missing) > self.batch))
+        for start in range(0, len(missing), self.batch):
+            self.chunks += self.build(missing[start:start + self.batch])
+            bar.update(len(missing[start:start + self.batch]))
+        bar.close()
         return len(missing)
 
     @property

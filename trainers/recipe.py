@@ -58,6 +58,11 @@ class GistBatch:
     allowed: torch.Tensor
 
     @property
+    def answer_tokens(self) -> int:
+        """Tokens the loss trains (labels other than IGNORE_INDEX)."""
+        return int((self.labels != IGNORE_INDEX).sum())
+
+    @property
     def context_width(self) -> int:
         return self.context_ids.shape[1]
 

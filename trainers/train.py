@@ -24,14 +24,14 @@ import torch
 
 from gist_memory.cache import GistCache
 from gist_memory.compress import compress_chunks
-from gist_memory.model import GistModel
-from .recipe import EpisodeLoss, collate
 from gist_memory.data.scoring import contains_match
+from gist_memory.model import GistModel
 
 from .config import SHAPE_FIELDS, TrainConfig
 from .data import make_sample, recipe_documents, step_samples, to_episode, training_documents
 from .pool import ContextPool, draw_rows
 from .pool_forward import PoolLoss
+from .recipe import EpisodeLoss, collate
 from .validation import validate_kept, validation_set
 
 
@@ -217,7 +217,9 @@ def run_metadata(cfg: TrainConfig, gm: GistModel, processes: int = 1) -> dict:
     return {"git": found.pop("git", "unknown"), "seed": cfg.seed, "base_model": gm.base_identity,
             "device": str(gm.device), "dtype": str(gm.dtype), "processes": processes, "versions": found,
             "trainable_parameters": gm.trainable_parameters(),
-            "data": "gist_memory.data.corpus train split (by source work), tasks per trainers.data.make_sample"}
+            "data": "gist_memory.data.corpus train split (by source work), "
+                    + ("chunks and questions per trainers.pool.plan_chunk" if cfg.recipe == "pool"
+                       else "tasks per trainers.data.make_sample")}
 
 
 def train(cfg: TrainConfig, model: GistModel | None = None, progress: bool = True,
@@ -280,7 +282,7 @@ def train(cfg: TrainConfig, model: GistModel | None = None, progress: bool = Tru
                         for s in step_samples(cfg, step, docs, gm.tokenizer, stream)]
             batch = collate(episodes, cfg.num_gist_tokens, gm.tokenizer.pad_token_id)
             loss = loss_fn(batch)
-            answer_tokens = int((batch.labels != -100).sum())
+            answer_tokens = batch.answer_tokens
             extra = {"questions": len(episodes), "ctx_tokens": int(sum(len(c) for e in episodes for c in e.chunks))}
         accelerator.backward(loss)
         accelerator.clip_grad_norm_([p for p in gm.parameters() if p.requires_grad], cfg.grad_clip)

@@ -106,25 +106,22 @@ def validate_kept(gm, samples: list[ValSample], max_new_tokens: int = 12, batch:
 
 
 @torch.no_grad()
-def seen_vs_fresh(gm, pool, seen: list[int], fresh: list[int]) -> dict[str, dict[str, float]]:
-    """Mean answer loss by task on pool chunks a run trained on (``seen`` chunk numbers) and on
-    chunks it never saw (``fresh``), each question asked of its chunk alone. A seen loss far
-    below the fresh one means the adapter memorised the pool's answers instead of reading gists."""
+def answer_losses(gm, pool, numbers: list[int]) -> dict[str, float]:
+    """Mean answer loss by task over the questions of pool chunks ``numbers``, each asked of its
+    chunk alone. On chunks a run trained on against fresh ones: a seen loss far below the fresh
+    one means the adapter memorised the pool's answers instead of reading the gists."""
     from .pool import Row
     from .pool_forward import pool_loss
 
     was_training = gm.training
     gm.eval()
-    out = {}
-    for name, numbers in (("seen", seen), ("fresh", fresh)):
-        losses: dict[str, list[float]] = {}
-        for chunk in pool.build(list(numbers)):
-            for q in chunk.questions:
-                losses.setdefault(q.task, []).append(pool_loss(gm, [chunk], [Row([0], q)])[0].item())
-        out[name] = {task: round(sum(v) / len(v), 3) for task, v in losses.items()}  # empty side: {}
+    losses: dict[str, list[float]] = {}
+    for chunk in pool.build(list(numbers)):
+        for q in chunk.questions:
+            losses.setdefault(q.task, []).append(pool_loss(gm, [chunk], [Row([0], q)])[0].item())
     if was_training:
         gm.train()
-    return out
+    return {task: round(sum(v) / len(v), 3) for task, v in losses.items()}
 
 
 def main(adapter: str = "default", recipe: str = "trainers/configs/pool.yaml", samples: int = 60,
@@ -170,10 +167,9 @@ def main(adapter: str = "default", recipe: str = "trainers/configs/pool.yaml", s
 
         trained = pool_with(lambda s: (cfg.stage(s).min_tokens, cfg.stage(s).max_tokens))  # as the trainer
         middle = trained.first(step) + (cfg.pool_size - chunks) // 2  # the pool of that step: [first, first + size)
-        seen = seen_vs_fresh(gm, trained, list(range(middle, middle + chunks)), [])["seen"]
-        fresh = seen_vs_fresh(gm, pool_with(lambda s: (cfg.stage(step).min_tokens, cfg.stage(step).max_tokens)),
-                              [], list(range(10 ** 7, 10 ** 7 + chunks)))["fresh"]
-        scores = {"seen": seen, "fresh": fresh}
+        fresh = pool_with(lambda s: (cfg.stage(step).min_tokens, cfg.stage(step).max_tokens))
+        scores = {"seen": answer_losses(gm, trained, list(range(middle, middle + chunks))),
+                  "fresh": answer_losses(gm, fresh, list(range(10 ** 7, 10 ** 7 + chunks)))}
     else:
         val = validation_set(gm, recipe_documents(cfg, "validation"), samples, seed=cfg.seed, progress=True)
         scores = validate_kept(gm, val)
