@@ -17,6 +17,7 @@ import torch
 
 from .config import FORMAT_VERSION
 from .errors import CacheFormatError, CacheMismatchError
+from .loading import is_legacy_identity
 
 _PICKLE_MAGIC = (b"\x80", b"PK\x03\x04")  # raw pickle protocol 2+, or torch.save's zip archive
 
@@ -172,6 +173,9 @@ def check_compatible(expected: dict, found: dict, what: str = "cache") -> None:
         # Models and adapters are "label#digest": the label is how they were named (a path, a hub
         # id), the digest of their weights is what they are; the same model under another path matches.
         if str(expected.get(key)).split("#")[-1] != str(found.get(key)).split("#")[-1]:
+            old = key == "base_model" and is_legacy_identity(str(found.get(key)))
             raise CacheMismatchError(
-                f"{what} was made with {key}={found.get(key)!r}, but this model has {key}={expected.get(key)!r}; "
-                "re-compress the text with this model, or load the model and adapter that made the cache")
+                f"{what} was made with {key}={found.get(key)!r}, but this model has {key}={expected.get(key)!r}"
+                + (" (an identity of gist-memory 0.1, which did not cover the weights)" if old else "")
+                + "; re-compress the text with this model (a store: GistMemory(path, rebuild=True)), or load the "
+                "model and adapter that made the cache")

@@ -12,6 +12,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -177,14 +178,93 @@ def load_base(base: str, device: torch.device, dtype: torch.dtype, load_in_4bit:
     return model, tokenizer, label
 
 
-def model_fingerprint(model, label: str) -> str:
-    """Identity of a base model: its label and a hash of its config and first embedding rows.
+LEGACY_DIGEST_CHARS = 16  # gist-memory 0.1 identities: config + 64 embedding rows, not the weights
+DIGEST_CHARS = 24
 
-    The rows are rounded to bf16 so the same weights loaded in fp32, bf16 or 4-bit agree.
+
+def _file_sha256(path: Path) -> str:
+    """sha256 of a weight file: free for a Hugging Face cache file (a link to ``blobs/<sha256>``),
+    else hashed once and remembered by (real path, size, mtime) in :func:`cache_dir`."""
+    real = path.resolve()
+    if path.is_symlink() and re.fullmatch(r"[0-9a-f]{64}", real.name) and real.parent.name == "blobs":
+        return real.name
+    st = real.stat()
+    key = f"{real}|{st.st_size}|{st.st_mtime_ns}"
+    memo = cache_dir() / "weight-digests.json"
+    try:
+        known = json.loads(memo.read_text())
+        if not isinstance(known, dict):
+            known = {}
+    except (OSError, ValueError):
+        known = {}
+    if key not in known:
+        known = {k: v for k, v in known.items() if Path(k.split("|")[0]).exists()}  # forget deleted files
+        known[key] = _sha256(real)
+        try:
+            memo.parent.mkdir(parents=True, exist_ok=True)
+            tmp = memo.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(known, indent=0))
+            os.replace(tmp, memo)
+        except OSError:  # a read-only home: hash again next time
+            pass
+    return known[key]
+
+
+def weights_digest(path: Path) -> str | None:
+    """One hash of the weights a model directory holds, or None when it holds no safetensors.
+
+    The embedded default is its GGUF's sha256 (recorded at conversion); any other directory is the
+    sorted (file name, sha256) of its ``*.safetensors`` files.
+    """
+    source = path / "gist_source.json"
+    if source.is_file():
+        try:
+            return "gguf:" + json.loads(source.read_text())["gguf_sha256"]
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+    files = sorted(path.glob("*.safetensors"))
+    if not files:
+        return None
+    return hashlib.sha256("\n".join(f"{f.name}:{_file_sha256(f)}" for f in files).encode()).hexdigest()
+
+
+def model_directory(base: str) -> Path | None:
+    """The local directory a base was loaded from: 'default', a directory, or a hub id's cached snapshot."""
+    if base == "default":
+        return default_model_dir()
+    local = Path(base).expanduser()
+    if local.is_dir():
+        return local
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(base, local_files_only=True))
+    except Exception:  # noqa: BLE001  (not in the cache under that name: identity falls back to parameters)
+        return None
+
+
+def model_fingerprint(model, label: str, weights: str | None = None) -> str:
+    """Identity of a base model, ``label#digest``: the label is how it was named, the digest what it is.
+
+    The digest covers the architecture (a config subset) and the weights: ``weights`` is the
+    weight files' hash (:func:`weights_digest`, the same whether loaded in fp32, bf16 or 4-bit);
+    without it (a model built in memory) every parameter is hashed, rounded to bf16. A fine-tune
+    therefore never passes for its base, whichever rows it changed.
     """
     cfg = model.config.to_dict()
     keep = {k: cfg.get(k) for k in ("model_type", "hidden_size", "num_hidden_layers", "num_attention_heads",
                                     "num_key_value_heads", "vocab_size", "intermediate_size")}
-    rows = model.get_input_embeddings().weight[:64].detach().to("cpu", torch.bfloat16).float().numpy().tobytes()
-    digest = hashlib.sha256(json.dumps(keep, sort_keys=True).encode() + rows).hexdigest()[:16]
-    return f"{label}#{digest}"
+    digest = hashlib.sha256(json.dumps(keep, sort_keys=True).encode())
+    if weights is not None:
+        digest.update(weights.encode())
+    else:
+        for name, p in sorted(model.state_dict().items()):
+            digest.update(name.encode())
+            digest.update(p.detach().to("cpu", torch.bfloat16).view(torch.int16).numpy().tobytes())
+    return f"{label}#{digest.hexdigest()[:DIGEST_CHARS]}"
+
+
+def is_legacy_identity(identity: str) -> bool:
+    """True for a gist-memory 0.1 identity, whose digest did not cover the weights."""
+    tail = str(identity).split("#")[-1]
+    return len(tail) == LEGACY_DIGEST_CHARS and bool(re.fullmatch(r"[0-9a-f]+", tail))

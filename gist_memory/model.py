@@ -24,7 +24,8 @@ from torch import nn
 
 from .config import FORMAT_VERSION, GistConfig
 from .errors import InputError, ModelLoadError
-from .loading import load_base, model_fingerprint, resolve_device, resolve_dtype
+from .loading import (is_legacy_identity, load_base, model_directory, model_fingerprint, resolve_device,
+                      resolve_dtype, weights_digest)
 
 #: The adapter shipped in the package for the embedded default model.
 DEFAULT_ADAPTER_DIR = Path(__file__).parent / "adapters" / "default"
@@ -117,7 +118,8 @@ class GistModel(nn.Module):
         dt = resolve_dtype(dtype, dev)
         adapter_dir = cls._resolve_adapter(base, adapter)
         model, tokenizer, label = load_base(base, dev, dt, load_in_4bit)
-        base_identity = model_fingerprint(model, label)
+        where = model_directory(base)
+        base_identity = model_fingerprint(model, label, weights_digest(where) if where is not None else None)
         if adapter_dir is None:
             return cls(model, tokenizer, requested, base_identity)
         return cls._with_adapter(model, tokenizer, base_identity, adapter_dir, overrides)
@@ -147,8 +149,11 @@ class GistModel(nn.Module):
                                      f"you asked for {key}={value}. Drop the argument or train another adapter")
         trained_on = info.get("base_model", "")
         if trained_on.split("#")[-1] != base_identity.split("#")[-1]:
+            hint = (" (its identity predates weight-bound identities: if you know it was trained on this base, "
+                    "set base_model in its gist_config.json to the loaded base's identity)"
+                    if is_legacy_identity(trained_on) else "")
             raise ModelLoadError(f"adapter {adapter_dir} was trained on base model {trained_on!r}, "
-                                 f"but the loaded base model is {base_identity!r}")
+                                 f"but the loaded base model is {base_identity!r}{hint}")
         if (adapter_dir / "adapter_config.json").is_file():
             from peft import PeftModel
 
