@@ -151,6 +151,8 @@ class GistCache:
             if isinstance(exc, CacheFormatError):
                 raise
             raise CacheFormatError(f"{path}: not a readable gist cache (truncated or corrupted?): {exc}") from None
+        if not isinstance(meta, dict):
+            raise CacheFormatError(f"{path}: corrupted gist cache (its meta header is not a JSON object)")
         if version != FORMAT_VERSION:
             raise CacheFormatError(f"{path}: cache format version {header.get('format_version')} "
                                    f"is not supported (this gist-memory reads version {FORMAT_VERSION})")

@@ -112,12 +112,16 @@ def compress(file: str, output: str | None = None, model: str = "default", adapt
         batch_size: chunks compressed per forward pass.
     """
     text = _read_text(file)
+    output = Path(output) if output else Path(file).with_suffix(".gist")
+    if output.is_dir():
+        raise InputError(f"{output} is a directory; give --output the cache file to write, e.g. "
+                         f"{output / Path(file).with_suffix('.gist').name}")
     gm = _load_model(model, adapter, device, dtype, load_in_4bit, gist_tokens, chunk_tokens)
     start = time.perf_counter()
     cache = gm.compress(text, batch_size=batch_size, progress=sys.stderr.isatty())
     seconds = time.perf_counter() - start
     cache.meta["source"] = _model_source(model, adapter, gm)
-    output = cache.save(output or Path(file).with_suffix(".gist"))
+    output = cache.save(output)
     print(f"{file}: {cache.context_tokens} tokens in {cache.meta['chunks']} chunk(s) -> {cache.num_entries} gist KV "
           f"entries, {human_bytes(cache.nbytes)} ({cache.compression_ratio:.0f}x smaller than the full context's "
           f"KV, {human_bytes(cache.full_context_nbytes)}) in {seconds:.1f} s -> {output}")

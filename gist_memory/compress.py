@@ -51,8 +51,8 @@ def compress_chunks(gm, chunks: list[list[int]], batch_size: int = 8, progress: 
 
     if not chunks or any(len(c) == 0 for c in chunks):
         raise InputError("every chunk must hold at least one token")
-    if batch_size < 1:
-        raise InputError(f"batch_size must be at least 1, got {batch_size}")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise InputError(f"batch_size must be an integer of at least 1, got {batch_size!r}")
     too_long = max(len(c) for c in chunks)
     if too_long > gm.gist.chunk_tokens:
         raise InputError(f"a chunk of {too_long} tokens exceeds chunk_tokens={gm.gist.chunk_tokens}; split it first")

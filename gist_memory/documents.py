@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from .compress import split_tokens
@@ -73,6 +74,22 @@ class Chunk:
     token_ids: list[int]
 
 
+def _metadata_dict(metadata) -> dict:
+    """A copy of a document's metadata (None: none), refusing what is not a mapping."""
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, Mapping):
+        raise InputError(f"metadata must be a dict, got {type(metadata).__name__}")
+    return dict(metadata)
+
+
+def _is_one_document(items) -> bool:
+    """True for a single document rather than a list of them. LangChain and LlamaIndex documents
+    are pydantic models, which iterate over their fields, so they are told apart by attribute."""
+    return isinstance(items, (str, dict, Document)) or any(
+        hasattr(items, name) for name in ("page_content", "get_content", "text"))
+
+
 def _fields(item) -> tuple[object, dict, str]:
     """(text, metadata, id) of one item in any accepted shape."""
     if isinstance(item, str):
@@ -82,8 +99,8 @@ def _fields(item) -> tuple[object, dict, str]:
     if isinstance(item, dict):
         if "text" not in item:
             raise InputError(f"a dict document needs a 'text' key, got keys {sorted(item)}")
-        return item["text"], dict(item.get("metadata") or {}), str(item.get("id") or "")
-    metadata = dict(getattr(item, "metadata", None) or {})
+        return item["text"], _metadata_dict(item.get("metadata")), str(item.get("id") or "")
+    metadata = _metadata_dict(getattr(item, "metadata", None))
     if hasattr(item, "page_content"):
         return item.page_content, metadata, ""
     if hasattr(item, "get_content"):
@@ -97,19 +114,27 @@ def _fields(item) -> tuple[object, dict, str]:
 def to_documents(items, metadata: dict | list[dict] | None = None) -> list[Document]:
     """Normalise ``add``'s input; ``metadata`` (one dict for all, or one per item) fills in keys
     an item does not set. Repeats of one document collapse; one id with two texts is an error."""
-    if isinstance(items, (str, dict, Document)) or hasattr(items, "page_content"):
+    if _is_one_document(items):
         items = [items]
+    elif not isinstance(items, Iterable):
+        raise InputError(f"add() takes a str, a dict with 'text', a document object or a list of them; got "
+                         f"{type(items).__name__}")
     items = list(items)
     if not items:
         raise InputError("add() got an empty list; pass at least one text or document")
+    given = metadata if isinstance(metadata, list) else [metadata]
+    odd = [m for m in given if m is not None and not isinstance(m, dict)]
+    if odd:
+        raise InputError(f"metadata must be one dict for every item or a list of one dict per item, got "
+                         f"{type(odd[0]).__name__}")
     if isinstance(metadata, list) and len(metadata) != len(items):
         raise InputError(f"metadata is a list of {len(metadata)} dicts for {len(items)} items; give one per item "
                          "or a single dict for all")
     docs: dict[str, Document] = {}
     for i, item in enumerate(items):
-        text, meta, doc_id = _fields(item)
-        shared = metadata[i] if isinstance(metadata, list) else (metadata or {})
+        shared = (metadata[i] if isinstance(metadata, list) else metadata) or {}
         try:
+            text, meta, doc_id = _fields(item)
             doc = Document(text, {**shared, **meta}, doc_id)
         except InputError as exc:
             raise InputError(f"item {i} of add(): {exc}") from None

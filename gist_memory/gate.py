@@ -33,8 +33,9 @@ class Gate:
             raise InputError("this thread is still reading an answer stream from this memory; read it to the end "
                              "or call its close() before asking for another answer or adding documents")
         if not self._cond.wait_for(ready, timeout=self.timeout_s):
-            raise InputError(f"waited {self.timeout_s:.0f} s for the model (another thread holds it, perhaps in an "
-                             "unfinished answer stream); close that stream, or raise GistMemory's gate timeout")
+            raise InputError(f"waited {self.timeout_s:g} s for the model (another thread holds it, perhaps in an "
+                             "unfinished answer stream); close that stream, or give GistMemory a longer "
+                             "gate_timeout_s")
 
     @contextlib.contextmanager
     def shared(self):

@@ -14,7 +14,7 @@ from typing import Iterator
 import torch
 
 from .cache import GistCache, check_compatible
-from .errors import InputError
+from .errors import CacheFormatError, InputError
 
 
 def prompt_ids(tokenizer, question: str, context: str | None = None) -> list[int]:
@@ -68,7 +68,18 @@ def merge_caches(gm, caches) -> GistCache | None:
         if not isinstance(c, GistCache):
             raise InputError(f"caches must be GistCache objects, got {type(c).__name__}")
         check_compatible(gm.cache_identity, c.meta)
+        check_shapes(gm, c)
     return GistCache.concat(caches) if caches else None
+
+
+def check_shapes(gm, cache: GistCache) -> None:
+    """Refuse a cache whose tensors do not fit the model, whatever its metadata claims (a damaged or
+    forged file), before the attention layers fail on it with a shape error."""
+    want = gm.kv_shape()
+    got = {(len(cache.keys), t.shape[0], t.shape[2]) for t in cache.keys + cache.values}
+    if got != {want}:
+        raise CacheFormatError(f"a gist cache holds (layers, KV heads, head size) {sorted(got)}, but this model has "
+                               f"{want}; the cache is damaged or was made by another model: compress the text again")
 
 
 def check_window(gm, cache: GistCache | None, ids: list[int], max_new_tokens: int) -> None:
@@ -214,8 +225,10 @@ def generate(gm, question: str, caches=None, max_new_tokens: int = 64, stream: b
         stop: strings that end the answer (not included in it).
         seed: sampling seed.
     """
-    if max_new_tokens < 1:
-        raise InputError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
+    if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+        raise InputError(f"max_new_tokens must be an integer of at least 1, got {max_new_tokens!r}")
+    if not isinstance(temperature, (int, float)) or temperature < 0:
+        raise InputError(f"temperature must be a number >= 0 (0 decodes greedily), got {temperature!r}")
     cache = merge_caches(gm, caches)
     ids = prompt_ids(gm.tokenizer, question, context)
     check_window(gm, cache, ids, max_new_tokens)

@@ -133,9 +133,18 @@ class VectorIndex:
 
     def search(self, embedding, k: int, where: dict | None = None) -> list[tuple[str, float]]:
         """(chunk id, cosine similarity) of the ``k`` nearest chunks that match ``where``, best first."""
+        from chromadb.errors import InvalidArgumentError
+
         with self.locked(exclusive=False):
-            found = self._collection.query(query_embeddings=[embedding], n_results=k, where=where,
-                                           include=["distances"])
+            try:
+                found = self._collection.query(query_embeddings=[embedding], n_results=k, where=where,
+                                               include=["distances"])
+            except (ValueError, InvalidArgumentError) as exc:  # Chroma checks a filter only when it runs it
+                if where is None:
+                    raise
+                raise InputError(f"Chroma cannot search with where={where!r} ({' '.join(str(exc).split())}); a "
+                                 "filter names one field, {'source': 'a.pdf'}, or joins several with "
+                                 "{'$and': [{'year': {'$gte': 2020}}, {'kind': 'legal'}]}") from None
         return [(i, 1.0 - d) for i, d in zip(found["ids"][0], found["distances"][0])]
 
     def reset(self) -> None:

@@ -103,7 +103,11 @@ def resolve_device(device: str) -> torch.device:
     """'auto' picks CUDA when available, else CPU; anything else is passed to torch."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ModelLoadError(f"device={device!r} is not a device torch knows; use 'auto', 'cpu', 'cuda', "
+                             "'cuda:1' ...") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ModelLoadError(f"device={device!r} was asked for, but no CUDA GPU is available; use device='cpu'")
     return dev

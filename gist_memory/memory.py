@@ -26,7 +26,7 @@ from pathlib import Path
 from .documents import Document
 from .embedder import DEFAULT_EMBEDDER, as_embedder
 from .errors import CacheMismatchError, InputError
-from .gate import Gate
+from .gate import DEFAULT_TIMEOUT_S, Gate
 from .index import VectorIndex
 from .ingest import Ingest
 from .provenance import versions
@@ -69,15 +69,20 @@ class GistMemory(Ingest, Query):
         rebuild: re-compress and re-embed the stored documents when the store was built with
             another model, adapter, chunking or embedder (otherwise that is an error).
         read_only: never write (a second process beside a writing one).
+        gate_timeout_s: seconds a query or an ingest waits for the model while another thread holds
+            it (say, in an unfinished answer stream) before it fails with an error.
     """
 
     def __init__(self, persist_dir=None, model="default", adapter="auto", embedder="default", client=None,
                  collection: str = "gist_memory", chunk_tokens: int | None = None, chunk_overlap: int | None = None,
-                 top_k: int = 4, device: str = "auto", rebuild: bool = False, read_only: bool = False):
+                 top_k: int = 4, device: str = "auto", rebuild: bool = False, read_only: bool = False,
+                 gate_timeout_s: float = DEFAULT_TIMEOUT_S):
         from .model import GistModel
 
         if not isinstance(top_k, int) or top_k < 1:
             raise ValueError(f"top_k must be a positive integer, got {top_k!r}")
+        if not isinstance(gate_timeout_s, (int, float)) or not gate_timeout_s > 0:
+            raise ValueError(f"gate_timeout_s must be a positive number of seconds, got {gate_timeout_s!r}")
         if persist_dir is None and read_only:
             raise InputError("read_only=True needs the persist_dir of an existing store")
         self._tmp = tempfile.TemporaryDirectory(prefix="gist-memory-") if persist_dir is None else None
@@ -98,7 +103,7 @@ class GistMemory(Ingest, Query):
                              f"got {self.chunk_overlap!r}")
         self.top_k = top_k
         self.embedder = as_embedder(embedder, device=device)
-        self._gate = Gate()
+        self._gate = Gate(gate_timeout_s)
         self._streams = weakref.WeakSet()  # open answer streams, closed with the memory
         self.index = None
         try:

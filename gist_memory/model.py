@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .config import FORMAT_VERSION, GistConfig
+from .config import FORMAT_VERSION, GistConfig, check_gist_settings
 from .errors import InputError, ModelLoadError
 from .loading import (is_legacy_identity, load_base, model_directory, model_fingerprint, resolve_device,
                       resolve_dtype, weights_digest)
@@ -45,7 +45,30 @@ def _read_gist_config(adapter_dir: Path) -> dict:
     if not isinstance(version, int) or version > FORMAT_VERSION:
         raise ModelLoadError(f"{path} has adapter format version {version!r}; this gist-memory reads up to "
                              f"{FORMAT_VERSION}. Upgrade gist-memory to load it")
+    try:
+        check_gist_settings(info["num_gist_tokens"], info["chunk_tokens"])
+        if not isinstance(info["base_model"], str):
+            raise ValueError(f"base_model must be a model identity (a str), got {info['base_model']!r}")
+    except ValueError as exc:
+        raise ModelLoadError(f"{path} is damaged: {exc}; copy the adapter directory again") from None
     return info
+
+
+def _with_lora(model, adapter_dir: Path):
+    """``model`` wrapped in the adapter's PEFT LoRA, from safetensors only: PEFT would fall back to a
+    pickled adapter_model.bin, and a damaged file fails deep inside it with a message that names neither."""
+    from peft import PeftModel
+    from safetensors import SafetensorError
+
+    if not (adapter_dir / "adapter_model.safetensors").is_file():
+        raise ModelLoadError(f"adapter {adapter_dir} has adapter_config.json but no adapter_model.safetensors (a "
+                             "pickled adapter_model.bin is never read); copy the whole adapter directory again")
+    try:
+        model = PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=False)
+    except (OSError, ValueError, KeyError, SafetensorError) as exc:  # JSONDecodeError is a ValueError
+        raise ModelLoadError(f"adapter {adapter_dir}: its LoRA files are damaged ({type(exc).__name__}: "
+                             f"{' '.join(str(exc).split())}); copy the whole adapter directory again") from None
+    return model.eval()
 
 
 def _adapter_identity(adapter_dir: Path) -> str:
@@ -139,6 +162,7 @@ class GistModel(nn.Module):
 
     @classmethod
     def _with_adapter(cls, model, tokenizer, base_identity: str, adapter_dir: Path, overrides: dict) -> "GistModel":
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
         info = _read_gist_config(adapter_dir)
@@ -155,13 +179,10 @@ class GistModel(nn.Module):
             raise ModelLoadError(f"adapter {adapter_dir} was trained on base model {trained_on!r}, "
                                  f"but the loaded base model is {base_identity!r}{hint}")
         if (adapter_dir / "adapter_config.json").is_file():
-            from peft import PeftModel
-
-            model = PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=False)
-            model.eval()
+            model = _with_lora(model, adapter_dir)
         try:
             rows = load_file(str(adapter_dir / "gist_embeddings.safetensors"))["gist_embeddings"]
-        except (OSError, KeyError, ValueError) as exc:  # missing file or tensor, not safetensors
+        except (OSError, KeyError, ValueError, SafetensorError) as exc:  # missing file or tensor, not safetensors
             raise ModelLoadError(f"adapter {adapter_dir}: gist_embeddings.safetensors is missing or damaged "
                                  f"({type(exc).__name__}: {exc}); copy the whole adapter directory again") from None
         return cls(model, tokenizer, gist, base_identity, _adapter_identity(adapter_dir), rows)
@@ -230,12 +251,17 @@ class GistModel(nn.Module):
         """(batch, k, hidden) gist embeddings in the model's dtype."""
         return self.gist_embeddings.to(self.dtype)[None].expand(batch, -1, -1)
 
-    def kv_bytes_per_token(self) -> int:
-        """Bytes of keys plus values that one token costs in the KV cache, over all layers."""
+    def kv_shape(self) -> tuple[int, int, int]:
+        """(layers, KV heads, head size) of the model's KV cache: what every GistCache of it holds."""
         cfg = self.model.config.get_text_config()
         head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
         kv_heads = getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
-        return 2 * cfg.num_hidden_layers * kv_heads * head_dim * torch.finfo(self.dtype).bits // 8
+        return cfg.num_hidden_layers, kv_heads, head_dim
+
+    def kv_bytes_per_token(self) -> int:
+        """Bytes of keys plus values that one token costs in the KV cache, over all layers."""
+        layers, kv_heads, head_dim = self.kv_shape()
+        return 2 * layers * kv_heads * head_dim * torch.finfo(self.dtype).bits // 8
 
     # ------------------------------------------------------------------ the public engine
     def compress(self, text: str, batch_size: int = 8, progress: bool = False):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 
 from .answers import Answer, AnswerStream, Source
 from .config import MODES
@@ -17,7 +18,9 @@ def _check_mode(mode: str, allowed: tuple[str, ...] = MODES) -> str:
 
 
 def _id_list(doc_ids) -> list[str]:
-    ids = [doc_ids] if isinstance(doc_ids, str) else list(doc_ids)
+    ids = [doc_ids] if isinstance(doc_ids, str) or not isinstance(doc_ids, Iterable) else list(doc_ids)
+    if not all(isinstance(i, str) for i in ids):
+        raise InputError(f"doc_ids must be a document id or a list of them, got {doc_ids!r}")
     if not ids:
         raise InputError("doc_ids is empty; pass None to search every document")
     return ids
@@ -112,6 +115,10 @@ class Query:
             if unknown:
                 raise InputError(f"no chunks {unknown[:5]} in this memory; chunk ids look like 'doc_id::0'")
             sources = [self._source(found[s], None) if isinstance(s, str) else s for s in sources]
+        odd = [s for s in sources if not isinstance(s, Source)]
+        if odd:
+            raise InputError(f"sources must be Sources (from retrieve()) or chunk ids like 'doc_id::0', got "
+                             f"{type(odd[0]).__name__}")
         if not sources:
             raise InputError("no sources to answer from; retrieve() some first")
         return self._generate(question, mode, sources, self._memory(mode, sources), start, 0.0, max_new_tokens,

@@ -62,8 +62,26 @@ _CHUNK_SELECT = ("SELECT c.chunk_id, c.doc_id, c.idx, c.n_tokens, c.cache_id, d.
                  "FROM chunks c JOIN documents d ON d.doc_id = c.doc_id ")
 
 
-#: What every manifest holds; a file without them was not written by this store.
-_MANIFEST_KEYS = ("build", "built_with", "model", "chunking", "vector_index")
+#: What every manifest holds (a section's fields that reopening a store reads); a file without
+#: them was not written by this store. None: a plain value, not a section.
+_MANIFEST_KEYS = {"build": ("base_model", "embedder", "chunk_tokens", "chunk_overlap"), "built_with": None,
+                  "model": ("source",), "chunking": (), "vector_index": ("collection",)}
+
+
+def _manifest_gaps(manifest: dict) -> list[str]:
+    """What a manifest lacks: a key, a section that is not a mapping, or a field of a section."""
+    gaps = []
+    for key, inner in _MANIFEST_KEYS.items():
+        if key not in manifest:
+            gaps.append(key)
+        elif inner is not None and not isinstance(manifest[key], dict):
+            gaps.append(f"{key} (a mapping)")
+        else:
+            gaps += [f"{key}.{name}" for name in inner or () if name not in manifest[key]]
+    source = manifest.get("model", {}).get("source") if not gaps else None
+    if source is not None and not (isinstance(source, dict) and {"base", "adapter"} <= set(source)):
+        gaps.append("model.source (null, or its base and adapter)")
+    return gaps
 
 
 def read_manifest(path: str | os.PathLike) -> dict | None:
@@ -84,10 +102,13 @@ def read_manifest(path: str | os.PathLike) -> dict | None:
         raise CacheFormatError(f"{path} is not a gist-memory store manifest; point persist_dir at a directory "
                                "GistMemory made, or at an empty one")
     version = manifest.get("format_version")
-    if not isinstance(version, int) or version > STORE_FORMAT_VERSION:
+    if not isinstance(version, int):
+        raise CacheFormatError(f"{path} has no valid format_version (got {version!r}); it is damaged: restore it "
+                               "from a copy, or build the store anew")
+    if version > STORE_FORMAT_VERSION:
         raise CacheFormatError(f"{path} has store format version {version!r}; this gist-memory reads up to "
                                f"{STORE_FORMAT_VERSION}. Upgrade gist-memory to open it")
-    missing = [k for k in _MANIFEST_KEYS if k not in manifest]
+    missing = _manifest_gaps(manifest)
     if missing:
         raise CacheFormatError(f"{path} lacks {', '.join(missing)}; it is damaged: restore it from a copy, or "
                                "build the store anew")

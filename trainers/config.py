@@ -130,14 +130,26 @@ class TrainConfig:
     theme_tokens: int = 40
 
     def __post_init__(self) -> None:
-        stages = tuple(s if isinstance(s, Stage) else Stage(**s) for s in self.stages)
+        try:
+            stages = tuple(s if isinstance(s, Stage) else Stage(**s) for s in self.stages)
+        except TypeError as exc:  # a stage with a missing or misspelt key, or one that is not a mapping
+            raise ValueError(f"stages: {exc}; a stage has until_step, min_tokens, max_tokens and, optionally, "
+                             "max_chunks and task_mix") from None
         object.__setattr__(self, "stages", stages)
         object.__setattr__(self, "lora_targets", tuple(self.lora_targets))
+        for name in ("lr", "grad_clip", "pool_refresh", "keyed_share", "theme_share"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                hint = " (YAML reads 1e-3 as text: write 1.0e-3 or 0.001)" if isinstance(value, str) else ""
+                raise ValueError(f"{name} must be a number, got {value!r}{hint}")
         positive = ("num_gist_tokens", "chunk_tokens", "lora_r", "lora_alpha", "steps", "batch_size",
                     "eval_every", "save_every")
         for name in positive:
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        for name in ("warmup_steps", "facts_per_chunk", "num_threads"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
+                raise ValueError(f"{name} must be an integer >= 0, got {getattr(self, name)!r}")
         if not self.lr > 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
         if not stages:
@@ -168,8 +180,6 @@ class TrainConfig:
             raise ValueError(f"theme_tokens must be a positive integer, got {self.theme_tokens!r}")
         if not 0 <= self.keyed_share <= 1:
             raise ValueError(f"keyed_share must be in [0, 1], got {self.keyed_share}")
-        if self.facts_per_chunk < 0:
-            raise ValueError(f"facts_per_chunk must be >= 0, got {self.facts_per_chunk}")
         if set(self.language_mix) - {"en", "ko"} or not any(w > 0 for w in self.language_mix.values()) \
                 or any(w < 0 for w in self.language_mix.values()):
             raise ValueError(f"language_mix needs non-negative weights for 'en' and 'ko', some positive; "
@@ -195,12 +205,28 @@ class TrainConfig:
     @classmethod
     def from_yaml(cls, path: str | Path, **overrides) -> "TrainConfig":
         """Read a YAML config; keyword overrides win. Unknown keys are an error."""
-        import yaml
-
-        data = yaml.safe_load(Path(path).read_text()) or {}
+        data = read_yaml(path)
         data.update({k: v for k, v in overrides.items() if v is not None})
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"{path}: unknown config keys {unknown}; valid keys are {sorted(known)}")
         return cls(**data)
+
+
+def read_yaml(path: str | Path) -> dict:
+    """The mapping a YAML file holds (empty: {}), refusing a file that is not YAML or not a mapping
+    with a one-line ValueError that names it and the line."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise ValueError(f"{path} is not valid YAML ({getattr(exc, 'problem', None) or exc}{where})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} holds a YAML {type(data).__name__}, not a mapping of config keys to values")
+    return data

@@ -27,7 +27,7 @@ from gist_memory.compress import compress_chunks
 from gist_memory.data.scoring import contains_match
 from gist_memory.model import GistModel
 
-from .config import SHAPE_FIELDS, TrainConfig
+from .config import SHAPE_FIELDS, TrainConfig, read_yaml
 from .data import make_sample, recipe_documents, step_samples, to_episode, training_documents
 from .pool import ContextPool, draw_rows
 from .pool_forward import PoolLoss
@@ -93,15 +93,10 @@ def save_checkpoint(run: Path, gm: GistModel, optimizer, step: int) -> None:
 
 def check_resume(run: Path, cfg: TrainConfig) -> None:
     """Refuse to resume a run whose checkpoint has other shapes (k, LoRA rank, base ...) than ``cfg``."""
-    import yaml
-
     if not (run / "config.yaml").is_file() or not any((run / d / "trainer_state.json").is_file()
                                                       for d in ("checkpoint", "checkpoint.old")):
         return
-    try:
-        before = yaml.safe_load((run / "config.yaml").read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ValueError(f"{run / 'config.yaml'} is not valid YAML ({exc}); it records how the checkpoint was made") from None
+    before = read_yaml(run / "config.yaml")
     now = cfg.to_dict()
     changed = [f"{k}: {before.get(k)!r} -> {now[k]!r}" for k in SHAPE_FIELDS
                if k in before and before[k] != now[k]]
