@@ -115,6 +115,18 @@ def read_manifest(path: str | os.PathLike) -> dict | None:
     return manifest
 
 
+def _file_in_the_way(path: Path) -> Path | None:
+    """The file standing where ``path`` or one of its parents must be a directory, if any: mkdir then
+    fails for root too, with a bare "Not a directory" or "File exists" that names neither it nor the fix."""
+    for p in (path, *path.parents):
+        try:
+            if p.exists() and not p.is_dir():
+                return p
+        except OSError:  # a parent this process may not search: not a file in the way
+            return None
+    return None
+
+
 def chunk_id(doc_id: str, index: int) -> str:
     return f"{doc_id}::{index}"
 
@@ -171,6 +183,10 @@ class GistStore:
                     pass
                 os.unlink(tmp)
         except OSError as exc:
+            blocker = _file_in_the_way(self.path)
+            if blocker is not None:
+                raise InputError(f"cannot write to {self.path}: {blocker} is a file, not a directory; give "
+                                 "persist_dir a directory (a new one, or one that holds a gist store)") from None
             raise InputError(f"cannot write to {self.path} ({exc.strerror or exc}); choose a directory you can write "
                              "to, or open an existing store with read_only=True") from None
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import subprocess
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -364,9 +365,21 @@ def test_read_only_memory_answers_but_never_writes(mem, gm):
         open_memory(mem.persist_dir.parent / "missing", gm, read_only=True)
 
 
+def _ok(*command: str) -> bool:
+    try:
+        return subprocess.run(command, capture_output=True).returncode == 0
+    except FileNotFoundError:  # no such tool here
+        return False
+
+
 @contextlib.contextmanager
 def unwritable(path):
-    """Make ``path`` unwritable, for root too (chattr +i), and writable again afterwards."""
+    """Make ``path`` unwritable for this process, and writable again afterwards.
+
+    A user: permissions. Root ignores permissions, so: the immutable flag (``chattr +i``), else,
+    where the file system refuses the flag, a read-only bind mount of the directory onto itself.
+    Where neither works the test skips, which fails the run: it is a guarantee.
+    """
     if os.geteuid() != 0:
         for p in [path, *path.rglob("*")]:
             p.chmod(0o555 if p.is_dir() else 0o444)
@@ -376,14 +389,25 @@ def unwritable(path):
             for p in [path, *path.rglob("*")]:
                 p.chmod(0o755 if p.is_dir() else 0o644)
         return
-    if subprocess.run(["chattr", "-R", "+i", str(path)], capture_output=True).returncode != 0:
-        pytest.skip("running as root where chattr +i is unavailable: no way to make a directory unwritable")
-    try:
-        yield
-    finally:
-        subprocess.run(["chattr", "-R", "-i", str(path)], check=True)
+    if _ok("chattr", "-R", "+i", str(path)):
+        try:
+            yield
+        finally:
+            subprocess.run(["chattr", "-R", "-i", str(path)], check=True)
+        return
+    _ok("chattr", "-R", "-i", str(path))  # a refusal may come after part of the tree got the flag
+    if _ok("mount", "--bind", str(path), str(path)):
+        try:
+            if not _ok("mount", "-o", "remount,bind,ro", str(path)):
+                pytest.skip("running as root where chattr +i is refused and a bind mount cannot be made read-only")
+            yield
+        finally:
+            subprocess.run(["umount", str(path)], check=True)
+        return
+    pytest.skip("running as root where neither chattr +i nor a bind mount works: no way to make a directory unwritable")
 
 
+@pytest.mark.guarantee  # docs/pipeline.md: a persist_dir that cannot be written is a clear InputError
 def test_a_non_writable_directory_is_a_clear_error_and_loses_nothing(tmp_path, gm):
     path = tmp_path / "locked" / "s"
     with open_memory(path, gm) as mem:
@@ -399,6 +423,20 @@ def test_a_non_writable_directory_is_a_clear_error_and_loses_nothing(tmp_path, g
     with open_memory(path, gm) as mem:
         assert mem.list_documents() == before
         assert mem.query("topic1", max_new_tokens=3).text == answer
+
+
+def test_a_file_where_the_directory_must_be_is_a_clear_error_for_root_too(tmp_path, gm):
+    # mkdir under a regular file fails with ENOTDIR whoever runs it: this runs everywhere.
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine")
+    for persist_dir in (notes / "store", notes / "a" / "b", notes):
+        with pytest.raises(InputError, match=re.escape(f"cannot write to {persist_dir}: {notes} is a file, not a "
+                                                       "directory; give persist_dir a directory")) as err:
+            open_memory(persist_dir, gm)
+        assert "\n" not in str(err.value)
+    with pytest.raises(InputError, match="holds no gist store"):
+        open_memory(notes / "store", gm, read_only=True)
+    assert notes.read_text() == "mine" and list(tmp_path.iterdir()) == [notes]
 
 
 def test_a_non_empty_foreign_directory_is_refused(tmp_path, gm):

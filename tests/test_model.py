@@ -132,6 +132,7 @@ def test_adapter_directory_that_is_not_an_adapter(saved, tmp_path):
         GistModel.from_pretrained(base, adapter=str(tmp_path), device="cpu")
 
 
+@pytest.mark.guarantee  # invariant 7: bitsandbytes 0.50 quantises to NF4 and runs on CPU too (the qlora extra)
 def test_load_in_4bit_on_cpu(saved):
     pytest.importorskip("bitsandbytes")
     from bitsandbytes.nn import Linear4bit
