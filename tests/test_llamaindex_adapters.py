@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from llama_index.core.llms import ChatMessage
 
-from integration_helpers import shared_memory, tiny_memory
+from integration_helpers import ScriptedModel, react_script, shared_memory, tiny_memory
 from llama_index.llms.gist_memory import GistMemoryLLM
 from llama_index.memory.gist_memory import GistMemoryBlock
 from llama_index.postprocessor.gist_memory import GistMemoryPostprocessor
@@ -156,20 +156,27 @@ def test_memory_block_holds_flushed_turns_as_gists_and_the_llm_reads_them(spy):
     assert said == memory.answer_from_caches("Where did I park?", block.cache_ids).text
 
 
-async def test_function_agent_needs_function_calling_and_react_agent_does_not(memory):
+async def test_function_agent_needs_function_calling_and_react_agent_calls_the_tool(memory, monkeypatch):
     from llama_index.core.agent.workflow import FunctionAgent, ReActAgent
     from llama_index.core.tools import FunctionTool
 
-    def lookup(question: str) -> str:
-        """Answer a question from my documents."""
-        return memory.query(question, max_new_tokens=4).text
+    asked = []
 
-    llm = GistMemoryLLM(memory, max_new_tokens=8, temperature=1.0)  # sampled, so the random model says something
-    tool = FunctionTool.from_defaults(lookup)
+    def lookup(query: str) -> str:
+        """Answer a question from my documents."""
+        asked.append(query)
+        return f"{query} Found in {memory.query(query, max_new_tokens=4).sources[0].doc_id}"
+
+    llm, tool = GistMemoryLLM(memory, max_new_tokens=200), FunctionTool.from_defaults(lookup)
     with pytest.raises(Exception, match="FunctionCallingLLM"):
         await FunctionAgent(tools=[tool], llm=llm).run(user_msg="Where is topic1?")
+    # ReAct needs no function calling: the LLM writes "Action: lookup" as text and the agent parses it.
+    script = ScriptedModel(memory, react_script("lookup", "Where is topic1?"), monkeypatch)
     result = await ReActAgent(tools=[tool], llm=llm).run(user_msg="Where is topic1?")
-    assert str(result.response.content)  # a text answer without tool calling (the parser reads plain text)
+    observation = "Where is topic1? Found in doc1"
+    assert asked == ["Where is topic1?"]  # the tool ran, with the query the LLM wrote
+    assert len(script.prompts) == 2 and script.prompts[1].endswith(f"Observation: {observation}<|end|><|assistant|>")
+    assert str(result.response.content) == observation  # what the tool found reached the answer
 
 
 # ---------------------------------------------------------------- bad input: LlamaIndex's usual errors
