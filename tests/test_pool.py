@@ -13,7 +13,7 @@ from gist_memory.generate import answer_ids, forward_on_cache, prompt_ids
 from tiny import tiny_gist_model
 from gist_memory.generate import stop_token_ids
 from trainers.pool import ChunkPlan, Question, Row, chunks_kv, draw_rows
-from trainers.pool_forward import base_answers, pool_loss, post_logits, stack_context
+from trainers.pool_forward import answer_rows, base_answers, pool_loss, post_logits, stack_context
 
 TOL = 1e-4
 
@@ -91,6 +91,30 @@ def test_pool_loss_trains_answers_only_and_grads_reach_gists_and_lora():
     loss.backward()
     assert gm.gist_embeddings.grad is not None and gm.gist_embeddings.grad.abs().sum() > 0
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for n, p in gm.model.named_parameters() if "lora" in n)
+
+
+def test_question_weighting_counts_every_question_once():
+    """'question' weighting is the mean of each question's own loss (episodes interleaved, shared
+    chunk lists, answers of different lengths); 'token' the mean over all answer tokens."""
+    gm = tiny_gist_model()
+    drawn = chunks_kv(gm, plans_for(gm, [20, 48, 7, 33]))
+    two = [3, 1]
+    rows = [Row(two, drawn[3].questions[0]), Row([2, 0], drawn[0].questions[0]),
+            Row(two, drawn[1].questions[0]), Row([2], drawn[2].questions[0])]
+    assert answer_rows(rows).tolist() == [0] * len(rows[0].question.answer) + [2] * len(rows[2].question.answer) + \
+        [1] * len(rows[1].question.answer) + [3] * len(rows[3].question.answer)
+    with torch.no_grad():
+        alone = [pool_loss(gm, drawn, [r])[0].item() for r in rows]
+        n = [len(r.question.answer) for r in rows]
+        stats: dict = {}
+        by_question = pool_loss(gm, drawn, rows, "question", stats)[0].item()
+        by_token = pool_loss(gm, drawn, rows, "token")[0].item()
+    assert by_question == pytest.approx(sum(alone) / len(alone), rel=1e-5)
+    assert by_token == pytest.approx(sum(a * k for a, k in zip(alone, n)) / sum(n), rel=1e-5)
+    assert len(set(n)) > 1 and by_question != pytest.approx(by_token, rel=1e-4)  # the two differ here
+    assert stats["tasks"] == {"fact": 4} and stats["task_loss"]["fact"] == pytest.approx(by_token, rel=1e-4)
+    with pytest.raises(ValueError, match="weighting"):
+        pool_loss(gm, drawn, rows, "answer")
 
 
 def test_passkey_distractors_hold_no_pass_key():

@@ -68,7 +68,9 @@ class TrainConfig:
         batch_size: episodes per step.
         grad_clip: gradient-norm clip.
         stages: curriculum over chunk length, chunks per episode and (optionally) task mix.
-        task_mix: relative weights of the tasks niah, fact, qa, recon, theme (pool recipe).
+        task_mix: relative weights of the tasks niah, fact, qa, recon, theme. In the pool recipe
+            they pick among the questions a chunk holds, so the shares really asked are bounded by
+            ``keyed_share`` and ``facts_per_chunk`` (the log's ``tasks``).
         eval_every, eval_samples: validation through the real inference path.
         save_every: checkpoint period (steps); the run resumes from the latest.
         seed: seeds data and initialisation; data of step s depends only on (seed, s).
@@ -90,6 +92,8 @@ class TrainConfig:
             answer reading the chunk as the target (context distillation); such a question's
             episode is its chunk alone.
         theme_tokens: the longest base-model answer kept as a theme target.
+        loss_weighting: pool recipe: 'token' (mean over all answer tokens: long answers weigh
+            more) or 'question' (mean within each question, then over questions).
         collections: English corpus collections to train on (``gist_memory.data.corpus.COLLECTIONS``;
             never the reserved evaluation genres).
     """
@@ -128,6 +132,7 @@ class TrainConfig:
     collections: tuple[str, ...] = ("sotu", "web-bible")
     theme_share: float = 0.0
     theme_tokens: int = 40
+    loss_weighting: str = "token"
 
     def __post_init__(self) -> None:
         try:
@@ -178,6 +183,8 @@ class TrainConfig:
             raise ValueError(f"theme_share must be in [0, 1], got {self.theme_share}")
         if not isinstance(self.theme_tokens, int) or self.theme_tokens < 1:
             raise ValueError(f"theme_tokens must be a positive integer, got {self.theme_tokens!r}")
+        if self.loss_weighting not in ("token", "question"):
+            raise ValueError(f"loss_weighting must be 'token' or 'question', got {self.loss_weighting!r}")
         if not 0 <= self.keyed_share <= 1:
             raise ValueError(f"keyed_share must be in [0, 1], got {self.keyed_share}")
         if set(self.language_mix) - {"en", "ko"} or not any(w > 0 for w in self.language_mix.values()) \

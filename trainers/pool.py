@@ -211,7 +211,9 @@ def draw_rows(rng: random.Random, drawn: list[PoolChunk], max_chunks: int, quest
     """Episodes over a draw: each drawn chunk is a target with 0..max_chunks-1 distractors from the
     same draw, and up to ``questions_per_chunk`` of its questions are asked of the episode (the
     rows of one episode share one ``chunks`` list), drawn without replacement by ``task_weights``
-    (a task of weight 0, or not named, is not asked).
+    (a task of weight 0, or not named, is not asked). The weights pick among the questions a chunk
+    holds, so what a step really asks is bounded by them: one pass key in ``keyed_share`` of the
+    chunks, ``facts_per_chunk`` facts in each English one (the log's ``tasks`` says what was asked).
 
     A pass key question's distractors hold no pass key, so its answer is unique in the episode;
     fact questions name an invented owner, so a distractor's facts never answer them; a theme

@@ -138,27 +138,61 @@ def post_logits(gm, gists: list[tuple[torch.Tensor, torch.Tensor]], lengths: lis
     return logits, targets[keep], spans
 
 
+def answer_rows(rows: list[Row]) -> torch.Tensor:
+    """The row each answer target of ``post_logits(answers_only=True)`` belongs to, in their order:
+    episodes in order of first appearance, each episode's rows in the order given."""
+    first: dict[int, int] = {}
+    for r in rows:
+        first.setdefault(id(r.chunks), len(first))
+    order = sorted(range(len(rows)), key=lambda i: first[id(rows[i].chunks)])  # stable
+    return torch.tensor([i for i in order for _ in rows[i].question.answer], dtype=torch.long)
+
+
 class PoolLoss(torch.nn.Module):
     """:func:`pool_loss` as a module, so ``accelerate`` (DDP) can wrap it and sync gradients."""
 
-    def __init__(self, gm):
+    def __init__(self, gm, weighting: str = "token"):
         super().__init__()
-        self.gm = gm
+        self.gm, self.weighting = gm, weighting
 
-    def forward(self, drawn: list[PoolChunk], rows: list[Row]) -> tuple[torch.Tensor, int]:
-        return pool_loss(self.gm, drawn, rows)
+    def forward(self, drawn: list[PoolChunk], rows: list[Row], stats: dict | None = None) -> tuple[torch.Tensor, int]:
+        return pool_loss(self.gm, drawn, rows, self.weighting, stats)
 
 
-def pool_loss(gm, drawn: list[PoolChunk], rows: list[Row]) -> tuple[torch.Tensor, int]:
-    """Mean cross-entropy over the answer tokens of ``rows``; returns (loss, answer tokens)."""
+def pool_loss(gm, drawn: list[PoolChunk], rows: list[Row], weighting: str = "token",
+              stats: dict | None = None) -> tuple[torch.Tensor, int]:
+    """Cross-entropy over the answer tokens of ``rows``; returns (loss, answer tokens).
+
+    ``weighting="token"`` averages over all answer tokens, so a 40-token theme answer weighs as
+    much as eight 5-digit pass keys; ``"question"`` averages within each question, then over the
+    questions (every question counts once, as in the episode recipe's batch of one). With
+    ``stats``, ``stats["task_loss"]`` gets each task's mean token loss and ``stats["tasks"]`` its
+    number of questions (what the draw really held, for the log).
+    """
     lengths = [len(c.ids) for c in drawn]
     gists = gist_kv(gm, stack_context(drawn, gm.device, gm.dtype), lengths)
     logits, targets, _ = post_logits(gm, gists, lengths, rows)
-    loss = torch.nn.functional.cross_entropy(logits.float(), targets.to(logits.device))
+    per_token = torch.nn.functional.cross_entropy(logits.float(), targets.to(logits.device), reduction="none")
+    of_row = answer_rows(rows).to(per_token.device)
+    if weighting == "question":
+        sums = per_token.new_zeros(len(rows)).index_add(0, of_row, per_token)
+        counts = torch.bincount(of_row, minlength=len(rows)).clamp(min=1)
+        loss = (sums / counts).mean()
+    elif weighting == "token":
+        loss = per_token.mean()
+    else:
+        raise ValueError(f"weighting must be 'token' or 'question', got {weighting!r}")
+    if stats is not None:
+        tasks = [rows[i].question.task for i in of_row.tolist()]
+        losses = per_token.detach().tolist()
+        by: dict[str, list[float]] = {}
+        for t, v in zip(tasks, losses):
+            by.setdefault(t, []).append(v)
+        stats["task_loss"] = {t: round(sum(v) / len(v), 4) for t, v in sorted(by.items())}
+        stats["tasks"] = {t: sum(r.question.task == t for r in rows) for t in sorted({r.question.task for r in rows})}
     return loss, int(targets.numel())
 
 
-@torch.no_grad()
 def base_answers(gm, layers: list[tuple[torch.Tensor, torch.Tensor]], lengths: list[int], prompts: list[list[int]],
                  max_new_tokens: int) -> list[list[int]]:
     """Greedy answers of the frozen base model reading each chunk (its context KV) and then a prompt.

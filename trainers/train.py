@@ -239,7 +239,7 @@ def train(cfg: TrainConfig, model: GistModel | None = None, progress: bool = Tru
     accelerator = Accelerator(cpu=gm.device.type == "cpu")
     # several processes (accelerate launch): each draws its own data, the main one alone writes
     is_main, stream = accelerator.is_main_process, "" if accelerator.num_processes == 1 else f"-r{accelerator.process_index}"
-    loss_fn, optimizer = accelerator.prepare(PoolLoss(gm) if cfg.recipe == "pool" else EpisodeLoss(gm), optimizer)
+    loss_fn, optimizer = accelerator.prepare(PoolLoss(gm, cfg.loss_weighting) if cfg.recipe == "pool" else EpisodeLoss(gm), optimizer)
     if is_main:
         record_config(run, cfg, start)
         (run / "run.json").write_text(json.dumps(run_metadata(cfg, gm, accelerator.num_processes), indent=2))
@@ -269,9 +269,10 @@ def train(cfg: TrainConfig, model: GistModel | None = None, progress: bool = Tru
             rng = random.Random(f"{cfg.seed}-step-{step}{stream}")
             drawn = rng.sample(sorted(pool.chunks, key=lambda c: c.number), cfg.chunks_per_step)
             rows = draw_rows(rng, drawn, cfg.stage(step).max_chunks, cfg.questions_per_chunk, cfg.task_mix_at(step))
-            loss, answer_tokens = loss_fn(drawn, rows)
+            stats: dict = {}
+            loss, answer_tokens = loss_fn(drawn, rows, stats)
             extra = {"questions": len(rows), "built": built,
-                     "ctx_tokens": sum(len(c.ids) for c in drawn)}
+                     "ctx_tokens": sum(len(c.ids) for c in drawn), **stats}
         else:
             episodes = [to_episode(s, gm.tokenizer, cfg.chunk_tokens)
                         for s in step_samples(cfg, step, docs, gm.tokenizer, stream)]
