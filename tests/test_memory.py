@@ -586,7 +586,7 @@ def test_closing_the_memory_closes_its_open_streams(tmp_path, gm):
     ("{not json", "is not valid JSON"),
     ('{"hello": "world"}', "is not a gist-memory store manifest"),
     ('{"format": "gist-memory-store", "format_version": 99}', "format version 99"),
-    ('{"format": "gist-memory-store", "format_version": 1, "build": {}}', "lacks built_with"),
+    ('{"format": "gist-memory-store", "format_version": 1, "build": {}}', "lacks build.base_model, .*built_with"),
 ])
 def test_a_damaged_store_manifest_is_a_one_line_error_naming_the_file(tmp_path, gm, content, message):
     from gist_memory.errors import CacheFormatError
