@@ -38,6 +38,7 @@ BUILD_KEYS = ("base_model", "adapter", "num_gist_tokens", "gist_chunk_tokens", "
               "embedder")
 
 
+
 class GistMemory(Ingest, Query):
     """Long documents compressed once into gist caches; questions answered from them.
 
@@ -198,12 +199,17 @@ class GistMemory(Ingest, Query):
         """Stored documents in the order they were added: doc_id, metadata, tokens, chunks."""
         return self.store.documents()
 
-    def gist_tag(self, cache_id: str) -> str:
+    def gist_tag(self, cache_id: str, scope: str | None = None) -> str:
         """The tag that stands for the stored cache ``cache_id`` in a prompt, signed by this store:
-        ``answer_prompt`` reads the caches of such tags, and only of such tags (see ``gist_memory.tags``)."""
-        from .tags import gist_ref
+        ``answer_prompt`` reads the caches of such tags, and only of such tags (see ``gist_memory.tags``).
 
-        return gist_ref(cache_id, self.store.sign(cache_id))
+        ``scope`` (say a tenant or user id) binds the tag to readers of that scope: it is read by
+        ``answer_prompt(..., scope=scope)`` only, and is plain text to any other reader, so a tag a
+        retriever minted under one tenant's filters cannot be replayed into another's prompt.
+        """
+        from .tags import check_scope, gist_ref
+
+        return gist_ref(cache_id, self.store.sign(cache_id, check_scope(scope)))
 
     def stats(self) -> dict:
         """Documents, chunks, context tokens, gist tokens, bytes on disk and the compression ratio."""

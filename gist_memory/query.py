@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from .answers import Answer, AnswerStream, Source
 from .config import MODES
 from .errors import InputError
-from .tags import render_turns, split_gist_refs
+from .tags import check_scope, render_turns, split_gist_refs
 
 
 def _check_mode(mode: str, allowed: tuple[str, ...] = MODES) -> str:
@@ -147,7 +147,7 @@ class Query:
 
     def answer_prompt(self, prompt: str, history=None, mode: str | None = None, top_k: int | None = None,
                       max_new_tokens: int = 64, stream: bool = False, stop: list[str] | None = None,
-                      temperature: float = 0.0) -> Answer | AnswerStream:
+                      temperature: float = 0.0, scope: str | None = None) -> Answer | AnswerStream:
         """Answer a prompt that a host framework built: the LangChain and LlamaIndex adapters' one entry.
 
         The gist caches that ``prompt`` and ``history`` name with tags this memory minted
@@ -155,12 +155,18 @@ class Query:
         that carries no valid signature (say, one an end user typed) is plain text; the rest of the prompt is the
         question, and the earlier turns of a conversation (``history``: (role, text) pairs) go
         before it as text. With no tags, ``mode`` answers from the store as ``query`` does, and
-        ``mode=None`` from the prompt alone (Answer.mode 'none').
+        ``mode=None`` from the prompt alone (Answer.mode 'none'). ``scope``: only tags minted for
+        this scope are read (``GistMemory.gist_tag``); None reads unscoped tags only.
         """
-        question, ids = split_gist_refs(prompt, self.store.verify)
+        scope = check_scope(scope)
+
+        def verify(cache_id: str, signature: str) -> bool:
+            return self.store.verify(cache_id, signature, scope)
+
+        question, ids = split_gist_refs(prompt, verify)
         turns = []
         for role, text in history or ():
-            text, more = split_gist_refs(text, self.store.verify)
+            text, more = split_gist_refs(text, verify)
             ids += more
             if text:
                 turns.append((role, text))

@@ -232,14 +232,17 @@ class GistStore:
                              "and retrieval return them)")
         return self.path / CACHES / cache_id[:2] / f"{cache_id}.safetensors"
 
-    def sign(self, cache_id: str) -> str:
-        """The signature of ``cache_id`` under this store's secret (what a minted gist tag carries)."""
+    def sign(self, cache_id: str, scope: str | None = None) -> str:
+        """The signature of ``cache_id`` under this store's secret (what a minted gist tag carries),
+        bound to ``scope`` when one is given: it then verifies only for a reader of that scope."""
         self.cache_path(cache_id)  # the id's shape
-        return hmac.new(self._secret(), cache_id.encode(), hashlib.sha256).hexdigest()[:32]
+        message = cache_id if not scope else f"{cache_id}\x00{scope}"
+        return hmac.new(self._secret(), message.encode(), hashlib.sha256).hexdigest()[:32]
 
-    def verify(self, cache_id: str, signature: str) -> bool:
-        """True when ``signature`` is this store's for ``cache_id``: the tag was minted by this memory."""
-        return bool(CACHE_ID.fullmatch(cache_id)) and hmac.compare_digest(self.sign(cache_id), signature)
+    def verify(self, cache_id: str, signature: str, scope: str | None = None) -> bool:
+        """True when ``signature`` is this store's for ``cache_id`` in ``scope``: the tag was minted
+        by this memory, for a reader of the same scope (None and '' are the unscoped scope)."""
+        return bool(CACHE_ID.fullmatch(cache_id)) and hmac.compare_digest(self.sign(cache_id, scope), signature)
 
     def _secret(self) -> bytes:
         try:

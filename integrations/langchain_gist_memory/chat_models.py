@@ -83,6 +83,8 @@ class ChatGistMemory(BaseChatModel):
     stop: list[str] | None = Field(default=None, alias="stop_sequences",
                                    description="Strings that end the answer (not included in it).")
     streaming: bool = Field(default=False, description="Stream internally when invoked (for callbacks).")
+    scope: str | None = Field(default=None, description="Read only gist tags minted for this scope (a tenant or "
+                              "user id; the retriever's or compressor's scope); None reads unscoped tags.")
     model_name: str = Field(default="", alias="model", description="The base model's identity; set from the "
                             "memory.")
 
@@ -123,7 +125,8 @@ class ChatGistMemory(BaseChatModel):
         return self.memory.answer_prompt(
             question, history, mode=kwargs.get("mode", self.mode), top_k=kwargs.get("top_k", self.top_k),
             max_new_tokens=kwargs.get("max_tokens", self.max_tokens),
-            temperature=kwargs.get("temperature", self.temperature), stop=stop or self.stop, stream=stream)
+            temperature=kwargs.get("temperature", self.temperature), stop=stop or self.stop, stream=stream,
+            scope=self.scope)
 
     def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
                   run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:

@@ -38,6 +38,8 @@ class GistMemoryCompressor(BaseDocumentCompressor):
 
     memory: Any = Field(description="The GistMemory whose model compresses and whose store keeps the caches, "
                                     "or the path of a memory directory.", exclude=True)
+    scope: str | None = Field(default=None, description="Binds the gist tags to readers of this scope (a tenant "
+                              "or user id): a ChatGistMemory with another scope reads them as plain text.")
 
     @field_validator("memory", mode="before")
     @classmethod
@@ -53,6 +55,6 @@ class GistMemoryCompressor(BaseDocumentCompressor):
             return []
         known = self.memory.caches_for([d.page_content for d in documents],
                                        [d.metadata.get("cache_id") for d in documents])
-        tags = [self.memory.gist_tag(c) for c in known]
+        tags = [self.memory.gist_tag(c, self.scope) for c in known]
         return [Document(page_content=tags[i], id=d.id, metadata={**d.metadata, "cache_id": known[i], "gist_tag": tags[i]})
                 for i, d in enumerate(documents)]

@@ -47,11 +47,14 @@ class GistMemoryMiddleware(AgentMiddleware):
 
     ``create_agent`` with tools needs a model with tool calling, which ``ChatGistMemory`` has not;
     with ``tools=[]`` it runs as a chat assistant. The middleware works with any chat model, but
-    only ``ChatGistMemory`` reads the caches (others see the tags as text).
+    only ``ChatGistMemory`` reads the caches (others see the tags as text). ``scope`` binds the
+    tags to a ``ChatGistMemory`` of the same ``scope`` (one per user, say): see ``gist_memory.tags``.
     """
 
-    def __init__(self, memory: Any, *, max_messages: int = 12, keep_messages: int = 4) -> None:
+    def __init__(self, memory: Any, *, max_messages: int = 12, keep_messages: int = 4,
+                 scope: str | None = None) -> None:
         from gist_memory.memory import as_memory
+        from gist_memory.tags import check_scope
 
         super().__init__()
         if not isinstance(keep_messages, int) or keep_messages < 1:
@@ -62,6 +65,7 @@ class GistMemoryMiddleware(AgentMiddleware):
         self.memory = as_memory(memory)
         self.max_messages = max_messages
         self.keep_messages = keep_messages
+        self.scope = check_scope(scope)  # the tags' scope: give the agent's ChatGistMemory the same one
 
     def before_model(self, state: AgentState, runtime: Runtime) -> dict[str, Any] | None:
         """Past ``max_messages``, replace the oldest messages by a message naming their gist caches."""
@@ -78,7 +82,7 @@ class GistMemoryMiddleware(AgentMiddleware):
         cut = _cutoff(conversation, len(conversation) - self.keep_messages)
         cache_ids += self.memory.compress_texts([render_turns(to_turns(conversation[:cut]))])
         gists = HumanMessage(content="Earlier conversation, kept as gist memory: "
-                                     + " ".join(self.memory.gist_tag(c) for c in cache_ids),
+                                     + " ".join(self.memory.gist_tag(c, self.scope) for c in cache_ids),
                              additional_kwargs={"lc_source": SOURCE, "gist_cache_ids": cache_ids})
         return {"messages": [RemoveMessage(id=REMOVE_ALL_MESSAGES), gists, *conversation[cut:]]}
 

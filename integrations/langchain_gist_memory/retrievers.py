@@ -66,6 +66,8 @@ class GistMemoryRetriever(BaseRetriever):
     k: int = Field(default=4, ge=1, description="Documents to return.")
     where: dict[str, Any] | None = Field(default=None, description="A Chroma metadata filter on the chunks, "
                                          "e.g. {'source': 'notes.txt'}.")
+    scope: str | None = Field(default=None, description="Binds the gist tags to readers of this scope (a tenant "
+                              "or user id): a ChatGistMemory with another scope reads them as plain text.")
 
     @field_validator("memory", mode="before")
     @classmethod
@@ -80,5 +82,5 @@ class GistMemoryRetriever(BaseRetriever):
         return [Document(page_content=s.text, id=s.chunk_id,
                          metadata={**s.metadata, "doc_id": s.doc_id, "chunk_id": s.chunk_id,
                                    "chunk_index": s.chunk_index, "cache_id": s.cache_id, "score": s.score,
-                                   "gist_tag": self.memory.gist_tag(s.cache_id)})
+                                   "gist_tag": self.memory.gist_tag(s.cache_id, self.scope)})
                 for s in sources]

@@ -87,6 +87,8 @@ class GistMemoryLLM(CustomLLM):
     temperature: float = Field(default=0.0, ge=0.0, description="0 decodes greedily; above 0 samples.")
     stop: Optional[list[str]] = Field(default=None, description="Strings that end the answer (not included).")
     context_window: int = Field(default=0, ge=0, description="Tokens the model attends to; 0: the model's window.")
+    scope: Optional[str] = Field(default=None, description="Read only gist tags minted for this scope (a tenant "
+                                 "or user id; the postprocessor's scope); None reads unscoped tags.")
 
     _memory: Any = PrivateAttr()
 
@@ -119,7 +121,7 @@ class GistMemoryLLM(CustomLLM):
             prompt, history, mode=kwargs.get("mode", self.mode), top_k=kwargs.get("top_k", self.top_k),
             max_new_tokens=kwargs.get("max_new_tokens", self.max_new_tokens),
             temperature=kwargs.get("temperature", self.temperature), stop=kwargs.get("stop", self.stop),
-            stream=stream)
+            stream=stream, scope=self.scope)
 
     @staticmethod
     def _raw(answer) -> dict[str, Any]:

@@ -45,6 +45,8 @@ class GistMemoryBlock(BaseMemoryBlock[str]):
                                  "oldest first, in the memory's store.")
     as_text: bool = Field(default=False, description="Return what the gist model recalls about the latest user "
                           "message as text (for any LLM) instead of the caches' gist tags (for GistMemoryLLM).")
+    scope: Optional[str] = Field(default=None, description="Binds the gist tags to readers of this scope (a "
+                                 "tenant or user id): a GistMemoryLLM with another scope reads them as plain text.")
 
     _memory: Any = PrivateAttr()
 
@@ -70,7 +72,7 @@ class GistMemoryBlock(BaseMemoryBlock[str]):
         if not self.cache_ids:
             return ""
         if not self.as_text:
-            return " ".join(self._memory.gist_tag(c) for c in self.cache_ids)
+            return " ".join(self._memory.gist_tag(c, self.scope) for c in self.cache_ids)
         question = next((m.content for m in reversed(messages or []) if m.role.value == "user" and m.content), None)
         if question is None:
             return ""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from llama_index.core.bridge.pydantic import PrivateAttr
+from llama_index.core.bridge.pydantic import Field, PrivateAttr
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle, TextNode
 
@@ -36,6 +36,8 @@ class GistMemoryPostprocessor(BaseNodePostprocessor):
             response.source_nodes[0].node.metadata["cache_id"]
     """
 
+    scope: Optional[str] = Field(default=None, description="Binds the gist tags to readers of this scope (a "
+                                 "tenant or user id): a GistMemoryLLM with another scope reads them as plain text.")
     _memory: Any = PrivateAttr()
 
     def __init__(self, memory: Any, **kwargs: Any) -> None:
@@ -55,7 +57,7 @@ class GistMemoryPostprocessor(BaseNodePostprocessor):
         out = []
         for i, n in enumerate(nodes):
             metadata = {**n.node.metadata, "cache_id": known[i]}
-            node = TextNode(id_=n.node.node_id, text=self._memory.gist_tag(known[i]), metadata=metadata,
+            node = TextNode(id_=n.node.node_id, text=self._memory.gist_tag(known[i], self.scope), metadata=metadata,
                             excluded_llm_metadata_keys=list(metadata), excluded_embed_metadata_keys=list(metadata))
             out.append(NodeWithScore(node=node, score=n.score))
         return out
