@@ -34,10 +34,13 @@ class VectorIndex:
         path: the memory directory; the embedded index lives in ``path/chroma``.
         client: a chromadb client to use instead of the embedded one.
         read_only: never create or write the collection.
+        index_text: also store the chunks' text in the collection (search never reads it).
     """
 
-    def __init__(self, embedder, collection: str, path: str | os.PathLike, client=None, read_only: bool = False):
+    def __init__(self, embedder, collection: str, path: str | os.PathLike, client=None, read_only: bool = False,
+                 index_text: bool = False):
         self.embedder = embedder
+        self.index_text = index_text
         self.name = collection
         self.read_only = read_only
         self._own_client = client is None
@@ -125,7 +128,29 @@ class VectorIndex:
         with self.locked(exclusive=True):
             for i in range(0, len(ids), step):
                 self._collection.upsert(ids=ids[i:i + step], embeddings=embeddings[i:i + step],
-                                        documents=texts[i:i + step], metadatas=metadatas[i:i + step])
+                                        documents=texts[i:i + step] if self.index_text else None,
+                                        metadatas=metadatas[i:i + step])
+
+    @property
+    def served(self) -> bool:
+        """True when the vectors live behind a client the caller passed (a Chroma server)."""
+        return not self._own_client
+
+    def copy_to(self, collection: str) -> None:
+        """Copy every vector (and text, if kept) into a new collection of the same client."""
+        existing = {getattr(c, "name", c) for c in self._client.list_collections()}
+        if collection in existing:
+            raise InputError(f"the Chroma server already has a collection {collection!r}; name a new one")
+        target = self._client.create_collection(collection, embedding_function=self.embedder,
+                                                configuration={"hnsw": {"space": "cosine"}})
+        step, offset = 1000, 0
+        while True:
+            page = self._collection.get(limit=step, offset=offset, include=["embeddings", "metadatas", "documents"])
+            if not page["ids"]:
+                break
+            target.add(ids=page["ids"], embeddings=page["embeddings"], metadatas=page["metadatas"],
+                       documents=page["documents"] if self.index_text else None)
+            offset += len(page["ids"])
 
     def delete(self, doc_id: str) -> None:
         with self.locked(exclusive=True):

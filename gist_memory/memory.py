@@ -62,6 +62,7 @@ class GistMemory(Ingest, Query):
             path, a callable from texts to vectors, or an ``Embedder``.
         client: a chromadb client (e.g. ``chromadb.HttpClient(host, port)`` for a Chroma server)
             to hold the vectors instead of the embedded one; gist caches stay in ``persist_dir``.
+            Credentials go in the client's own settings (docs/pipeline.md, "A Chroma server").
         collection: the Chroma collection name.
         chunk_tokens: tokens per chunk; None: the store's setting, else the model's gist chunk length.
         chunk_overlap: tokens shared by neighbouring chunks; None: the store's setting, else 0.
@@ -72,12 +73,15 @@ class GistMemory(Ingest, Query):
         read_only: never write (a second process beside a writing one).
         gate_timeout_s: seconds a query or an ingest waits for the model while another thread holds
             it (say, in an unfinished answer stream) before it fails with an error.
+        index_text: also store each chunk's text in the Chroma collection. Off by default: search
+            needs only ids, vectors and metadata, and answers read the text from the local
+            catalogue, so a Chroma server never receives the documents' text unless asked to.
     """
 
     def __init__(self, persist_dir=None, model="default", adapter="auto", embedder="default", client=None,
                  collection: str = "gist_memory", chunk_tokens: int | None = None, chunk_overlap: int | None = None,
                  top_k: int = 4, device: str = "auto", rebuild: bool = False, read_only: bool = False,
-                 gate_timeout_s: float = DEFAULT_TIMEOUT_S):
+                 gate_timeout_s: float = DEFAULT_TIMEOUT_S, index_text: bool = False):
         from .model import GistModel
 
         if not isinstance(top_k, int) or top_k < 1:
@@ -108,7 +112,8 @@ class GistMemory(Ingest, Query):
         self._streams = weakref.WeakSet()  # open answer streams, closed with the memory
         self.index = None
         try:
-            self.index = VectorIndex(self.embedder, collection, self.persist_dir, client=client, read_only=read_only)
+            self.index = VectorIndex(self.embedder, collection, self.persist_dir, client=client, read_only=read_only,
+                                     index_text=index_text)
             self._open(manifest, rebuild)
         except BaseException:
             self.close()
@@ -221,9 +226,14 @@ class GistMemory(Ingest, Query):
                 "model": self.gm.base_identity, "adapter": self.gm.adapter_identity,
                 "embedder": self.embedder.identity}
 
-    def save(self, path=None) -> Path:
+    def save(self, path=None, collection: str | None = None) -> Path:
         """The memory's directory. A persistent memory is always saved; with ``path``, a consistent
-        copy goes there (of an in-memory one too), to reopen with ``GistMemory.load(path)``."""
+        copy goes there (of an in-memory one too), to reopen with ``GistMemory.load(path)``.
+
+        With a Chroma server (``client=``) the vectors are not in the directory: ``collection``
+        names a new collection of that server that the copy's vectors go to, so the copy and the
+        original never share one (``GistMemory.load(path, client=...)`` reopens the copy).
+        """
         if path is None:
             if self._tmp is not None:
                 raise InputError("this memory lives in a temporary directory; save(path) copies it somewhere lasting")
@@ -231,8 +241,22 @@ class GistMemory(Ingest, Query):
         target = Path(path)
         if target.exists() and any(target.iterdir()):
             raise InputError(f"{target} is not empty; save into a new or empty directory")
+        served = self.index.served
+        if served and not collection:
+            raise InputError(f"this memory's vectors live on a Chroma server (collection {self.index.name!r}), "
+                             "not in its directory; pass save(path, collection='a new name') to copy them into a "
+                             "collection of the copy's own")
+        if not served and collection:
+            raise InputError("collection= is for a memory on a Chroma server; an embedded index is copied with "
+                             "the directory")
         with self.store.writing(), self.index.locked(exclusive=True):
+            if served:
+                self.index.copy_to(collection)
             shutil.copytree(self.persist_dir, target, dirs_exist_ok=True, ignore=shutil.ignore_patterns("*.lock"))
+        if served:
+            manifest = json.loads((target / "store.json").read_text())
+            manifest["vector_index"]["collection"] = collection
+            (target / "store.json").write_text(json.dumps(manifest, indent=2))
         return target
 
     def close(self) -> None:

@@ -78,3 +78,36 @@ def test_ingest_and_query_through_a_chroma_server(tmp_path, chroma_server):
     with GistMemory.load(tmp_path / "caches", model=gm, embedder=HashEmbedder(), client=client) as again:
         assert [d["doc_id"] for d in again.list_documents()] == ["doc1", "doc2", "doc3"]
         assert again.query("topic1", mode="hybrid", max_new_tokens=2).sources[0].doc_id == "doc1"
+
+
+@pytest.mark.guarantee  # docs/pipeline.md "A Chroma server": no text leaves unless asked; save() copies vectors
+def test_the_server_gets_no_text_and_save_copies_the_vectors(tmp_path, chroma_server):
+    from gist_memory import InputError
+
+    client, _ = chroma_server
+    gm = tiny_gist_model()
+    docs = tiny_documents(3)
+    with GistMemory(persist_dir=tmp_path / "a", model=gm, embedder=HashEmbedder(), client=client,
+                    collection="private") as mem:
+        mem.add(docs, progress=False)
+        kept = client.get_collection("private").get(include=["documents", "metadatas"])
+        assert kept["ids"] and all(d is None for d in kept["documents"])  # ids, vectors, metadata only
+        assert not any(docs[0]["text"][:40] in str(m) for m in kept["metadatas"])
+        assert mem.query("topic1", mode="rag", max_new_tokens=1).sources[0].text  # the text comes from disk
+        with pytest.raises(InputError, match="vectors live on a Chroma server.*collection="):
+            mem.save(tmp_path / "copy")
+        mem.save(tmp_path / "copy", collection="private-copy")
+        with pytest.raises(InputError, match="already has a collection 'private-copy'"):
+            mem.save(tmp_path / "copy2", collection="private-copy")
+        mem.delete("doc0")  # the original changes; the copy must not
+        left = client.get_collection("private").count()
+    with GistMemory.load(tmp_path / "copy", model=gm, embedder=HashEmbedder(), client=client) as copy:
+        assert copy.index.name == "private-copy"
+        assert [d["doc_id"] for d in copy.list_documents()] == ["doc0", "doc1", "doc2"]
+        assert client.get_collection("private-copy").count() == copy.stats()["chunks"] > left
+        assert copy.retrieve("topic0 river", top_k=3)[0].doc_id in {"doc0", "doc1", "doc2"}
+    with GistMemory(persist_dir=tmp_path / "b", model=gm, embedder=HashEmbedder(), client=client,
+                    collection="with-text", index_text=True) as opted:
+        opted.add(docs[:1], progress=False)
+        assert any(d and d in docs[0]["text"] for d in client.get_collection("with-text").get(
+            include=["documents"])["documents"])
