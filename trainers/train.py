@@ -165,7 +165,8 @@ def validate(gm: GistModel, samples, chunk_tokens: int, max_new_tokens: int = 12
 
 
 def plot_log(log_path: Path, out_png: Path) -> None:
-    """Loss and validation accuracy against step."""
+    """Loss against step and validation accuracy against training minutes; dotted lines where the
+    run's settings changed (its ``config-history.jsonl``)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -195,6 +196,12 @@ def plot_log(log_path: Path, out_png: Path) -> None:
     for task in sorted({t for r in val for t in r["val"]}):
         pts = [(minutes.get(r["step"], 0.0), r["val"][task]) for r in val if task in r["val"]]
         ax[1].plot(*zip(*pts), marker="o", label=task)
+    history = log_path.parent / "config-history.jsonl"  # the steps where the settings changed, as dotted lines
+    changes = sorted({json.loads(line)["from_step"] for line in history.read_text().splitlines() if line.strip()}
+                     - {0}) if history.is_file() else []
+    for step in changes:
+        ax[0].axvline(step, color="grey", linestyle=":", linewidth=1)
+        ax[1].axvline(minutes.get(step, 0.0), color="grey", linestyle=":", linewidth=1)
     ax[1].set_ylim(-0.02, 1.02)
     ax[1].set_xlabel("training minutes (step time on this machine)")
     ax[1].set_title("validation exact match (gists only)")
