@@ -815,3 +815,19 @@ def _(ctx):
 @case(97)
 def _(ctx):
     cli(["compress", str(ctx.file("notes.txt", TEXT)), "--model", ctx.base, "--device", "tpu"])
+
+
+# ------------------------------------------------------------------------------------ tag scopes
+@case(99)
+def _(ctx):
+    (cid,) = ctx.mem.compress_texts(["The vault code is 4417."])
+    tag = ctx.mem.gist_tag(cid, scope="tenant-a")
+    assert ctx.mem.answer_prompt(f"{tag} What is the code?", max_new_tokens=2, scope="tenant-a").mode == "gist"
+    answer = ctx.mem.answer_prompt(f"{tag} What is the code?", max_new_tokens=2, scope="tenant-b")
+    assert answer.mode == "none" and answer.kv_entries == answer.prompt_tokens
+
+
+@case(100)
+def _(ctx):
+    (cid,) = ctx.mem.compress_texts(["The vault code is 4417."])
+    ctx.mem.gist_tag(cid, scope="")
