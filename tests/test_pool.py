@@ -160,3 +160,25 @@ def test_theme_rows_are_asked_of_their_chunk_alone():
     drawn = chunks_kv(gm, plans)
     rows = draw_rows(random.Random(0), drawn, max_chunks=4, questions_per_chunk=1)
     assert rows and all(len(r.chunks) == 1 for r in rows)
+
+
+def test_validation_scores_and_records_every_answer():
+    """validate_kept's score is the share of recorded answers that hold the expected one."""
+    from gist_memory.data.scoring import contains_match
+    from trainers.validation import ValSample, validate_kept
+
+    gm = tiny_gist_model()
+    drawn = chunks_kv(gm, plans_for(gm, [20, 31, 12]))
+    samples = [ValSample("fact", [drawn[0], drawn[1]], "what is fact 0?", "value 0"),
+               ValSample("fact", [drawn[2]], "what is fact 2?", "value 2xx"),
+               ValSample("niah", [drawn[1]], "what is the pass key?", "4417")]
+    given: list[dict] = []
+    scores = validate_kept(gm, samples, max_new_tokens=3, answers=given)
+    assert [(a["task"], a["question"], a["expected"]) for a in given] == [(s.task, s.question, s.answer) for s in samples]
+    assert all(a["hit"] == contains_match(a["answer"], a["expected"]) for a in given)
+    # and each answer is the inference path's: compress the sample's chunks, answer from the caches
+    for s, a in zip(samples, given):
+        assert a["answer"] == gm.generate(s.question, compress_chunks(gm, [c.ids for c in s.chunks]),
+                                          max_new_tokens=3).text
+    assert scores == {t: sum(a["hit"] for a in given if a["task"] == t) / sum(a["task"] == t for a in given)
+                      for t in ("fact", "niah")}

@@ -83,8 +83,10 @@ def validation_set(gm, docs: dict[str, list[SourceDocument]], n: int, seed: int 
 
 
 @torch.no_grad()
-def validate_kept(gm, samples: list[ValSample], max_new_tokens: int = 12, batch: int = 16) -> dict[str, float]:
-    """Exact match by task, answering from gist caches made over the kept context KV."""
+def validate_kept(gm, samples: list[ValSample], max_new_tokens: int = 12, batch: int = 16,
+                  answers: list[dict] | None = None) -> dict[str, float]:
+    """Exact match by task, answering from gist caches made over the kept context KV; with
+    ``answers``, every sample's task, question, expected and given answer is appended to it."""
     was_training = gm.training
     gm.eval()
     chunks = [c for s in samples for c in s.chunks]
@@ -100,6 +102,9 @@ def validate_kept(gm, samples: list[ValSample], max_new_tokens: int = 12, batch:
         at += len(s.chunks)
         answer = gm.generate(s.question, mine, max_new_tokens=max_new_tokens).text
         hits.setdefault(s.task, []).append(contains_match(answer, s.answer))
+        if answers is not None:
+            answers.append({"task": s.task, "question": s.question, "expected": s.answer, "answer": answer,
+                            "hit": hits[s.task][-1]})
     if was_training:
         gm.train()
     return {task: sum(v) / len(v) for task, v in hits.items()}
@@ -126,7 +131,7 @@ def answer_losses(gm, pool, numbers: list[int]) -> dict[str, float]:
 
 def main(adapter: str = "default", recipe: str = "trainers/configs/pool.yaml", samples: int = 60,
          num_threads: int = 2, out: str | None = None, seen_vs_fresh_at: int | None = None,
-         chunks: int = 24, refresh: float | None = None) -> dict:
+         chunks: int = 24, refresh: float | None = None, answers_out: str | None = None) -> dict:
     """Score an adapter on the trainer's validation set (the same samples a run of ``recipe`` logs).
 
     With ``seen_vs_fresh_at`` it instead compares the answer loss on ``chunks`` chunks from the
@@ -143,6 +148,8 @@ def main(adapter: str = "default", recipe: str = "trainers/configs/pool.yaml", s
         seen_vs_fresh_at: a training step whose pool to compare with fresh chunks (memorisation check).
         chunks: chunks on each side of that comparison.
         refresh: the pool_refresh the run had up to that step, when the config has changed since.
+        answers_out: write every validation sample's question, expected and given answer here
+            (JSON lines), to see how the misses miss.
     """
     import json
 
@@ -172,7 +179,11 @@ def main(adapter: str = "default", recipe: str = "trainers/configs/pool.yaml", s
                   "fresh": answer_losses(gm, fresh, list(range(10 ** 7, 10 ** 7 + chunks)))}
     else:
         val = validation_set(gm, recipe_documents(cfg, "validation"), samples, seed=cfg.seed, progress=True)
-        scores = validate_kept(gm, val)
+        given: list[dict] = []
+        scores = validate_kept(gm, val, answers=given)
+        if answers_out:
+            with open(answers_out, "w") as fh:
+                fh.writelines(json.dumps(a) + "\n" for a in given)
     record = {"adapter": gm.adapter_identity, "recipe": recipe, "samples_per_task": samples, "val": scores}
     print(json.dumps(record))
     if out:
