@@ -34,7 +34,11 @@ def test_eight_threads_query_all_modes_while_another_adds_and_deletes(tmp_path):
     churn_ids = {d["metadata"]["id"] for d in churn}
     # what a quiet memory ranks first for each question (the tiny hash embedder is not perfect);
     # under load the first source must be the same, or a churn document present at that moment
-    quiet_top = {d: mem.retrieve(f"topic{d} river", top_k=1)[0].doc_id for d in range(STABLE)}
+    # (ties, and the approximate index's near-ties, may rank any equally close chunk first)
+    quiet_top = {}
+    for d in range(STABLE):
+        ranked = mem.retrieve(f"topic{d} river", top_k=8)
+        quiet_top[d] = {s.doc_id for s in ranked if s.score >= ranked[0].score - 1e-3}
     errors: list[str] = []
     answered = [0] * READERS
     readers_done = threading.Event()
@@ -54,9 +58,9 @@ def test_eight_threads_query_all_modes_while_another_adds_and_deletes(tmp_path):
                 elif not got <= {f"doc{i}" for i in range(STABLE)} | churn_ids:
                     errors.append(f"reader {t}: {mode} answered from unknown documents {sorted(got)}")
                 elif (not filtered and mode in ("rag", "hybrid")
-                      and ans.sources[0].doc_id not in {quiet_top[d]} | churn_ids):
+                      and ans.sources[0].doc_id not in quiet_top[d] | churn_ids):
                     errors.append(f"reader {t}: {mode} for topic{d} ranked {ans.sources[0].doc_id} first, "
-                                  f"alone {quiet_top[d]}")
+                                  f"alone {sorted(quiet_top[d])}")
                 answered[t] += 1
         except Exception as exc:  # noqa: BLE001  (reported below, with the thread that raised it)
             errors.append(f"reader {t}: {type(exc).__name__}: {exc}")
