@@ -31,12 +31,11 @@ from .index import VectorIndex
 from .ingest import Ingest
 from .provenance import versions
 from .query import Query
-from .store import GistStore, read_manifest
+from .store import GistStore, read_manifest, write_manifest
 
 #: What decides the content of the caches and vectors; a store built with other values needs a rebuild.
 BUILD_KEYS = ("base_model", "adapter", "num_gist_tokens", "gist_chunk_tokens", "chunk_tokens", "chunk_overlap",
               "embedder")
-
 
 
 class GistMemory(Ingest, Query):
@@ -253,10 +252,9 @@ class GistMemory(Ingest, Query):
             if served:
                 self.index.copy_to(collection)
             shutil.copytree(self.persist_dir, target, dirs_exist_ok=True, ignore=shutil.ignore_patterns("*.lock"))
-        if served:
-            manifest = json.loads((target / "store.json").read_text())
-            manifest["vector_index"]["collection"] = collection
-            (target / "store.json").write_text(json.dumps(manifest, indent=2))
+        if served:  # the copy names its own collection
+            manifest = read_manifest(target)
+            write_manifest(target, dict(manifest, vector_index=dict(manifest["vector_index"], collection=collection)))
         return target
 
     def close(self) -> None:

@@ -115,6 +115,15 @@ def read_manifest(path: str | os.PathLike) -> dict | None:
     return manifest
 
 
+def write_manifest(path: str | os.PathLike, manifest: dict) -> None:
+    """Replace the ``store.json`` of the memory directory ``path`` atomically."""
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=path)
+    os.chmod(tmp, 0o644)  # mkstemp makes it private; the manifest is for anyone who can read the store
+    with os.fdopen(fd, "w") as fh:
+        json.dump(dict(manifest, format="gist-memory-store", format_version=STORE_FORMAT_VERSION), fh, indent=2)
+    os.replace(tmp, Path(path) / MANIFEST)
+
+
 def _file_in_the_way(path: Path) -> Path | None:
     """The file standing where ``path`` or one of its parents must be a directory, if any: mkdir then
     fails for root too, with a bare "Not a directory" or "File exists" that names neither it nor the fix."""
@@ -198,11 +207,7 @@ class GistStore:
     def write_manifest(self, manifest: dict) -> None:
         """Replace ``store.json`` atomically."""
         self._check_writable()
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=self.path)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; the manifest is for anyone who can read the store
-        with os.fdopen(fd, "w") as fh:
-            json.dump(dict(manifest, format="gist-memory-store", format_version=STORE_FORMAT_VERSION), fh, indent=2)
-        os.replace(tmp, self.path / MANIFEST)
+        write_manifest(self.path, manifest)
 
     def _check_writable(self) -> None:
         if self.read_only:

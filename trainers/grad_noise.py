@@ -37,8 +37,7 @@ def _subset(drawn, rows: list[Row]):
 
 
 def _grad(gm, params, drawn, rows, weighting: str) -> torch.Tensor:
-    gm.model.zero_grad(set_to_none=True)
-    gm.gist_embeddings.grad = None
+    gm.zero_grad(set_to_none=True)  # LoRA and the gist rows
     loss, _ = pool_loss(gm, *_subset(drawn, rows), weighting)
     loss.backward()
     return torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).flatten().float() for p in params])
