@@ -7,7 +7,7 @@ from collections.abc import Iterable
 
 from .answers import Answer, AnswerStream, Source
 from .config import MODES
-from .errors import InputError
+from .errors import CacheFormatError, InputError
 from .tags import check_scope, render_turns, split_gist_refs
 
 
@@ -32,6 +32,15 @@ def _where(where: dict | None, doc_ids) -> dict | None:
         return where
     by_doc = {"doc_id": {"$in": _id_list(doc_ids)}}
     return by_doc if where is None else {"$and": [where, by_doc]}
+
+
+# A query that races a delete of a document it retrieved retrieves again, this many times in all
+# (the last time it answers from what is left).
+SNAPSHOT_TRIES = 3
+
+
+class _Deleted(Exception):
+    """Raised inside a query when something it retrieved was deleted before it read it."""
 
 
 class Query:
@@ -80,7 +89,27 @@ class Query:
         """
         _check_mode(mode)
         start = time.perf_counter()
-        if mode in ("gist", "full") and doc_ids is not None:
+        for attempt in range(SNAPSHOT_TRIES):
+            try:
+                sources, memory, retrieved = self._gather(question, mode, top_k, where, doc_ids,
+                                                          last=attempt == SNAPSHOT_TRIES - 1)
+                break
+            except _Deleted:  # a document was deleted while this query read it: retrieve again
+                continue
+        retrieval_s = retrieved - start
+        return self._generate(question, mode, sources, memory, start, retrieval_s, max_new_tokens, stream,
+                              context, stop, temperature)
+
+    def _gather(self, question: str, mode: str, top_k: int | None, where: dict | None, doc_ids,
+                last: bool) -> tuple[list[Source], dict, float]:
+        """The sources and the memory (caches or text) of one query, and when retrieval ended.
+
+        Another thread or process may delete a retrieved document while this reads it: then this
+        raises ``_Deleted`` (the caller retrieves again), or with ``last`` answers from the rest.
+        A document the caller named in ``doc_ids`` that is not stored is an error at once.
+        """
+        named = mode in ("gist", "full") and doc_ids is not None
+        if named:
             chosen, scores = _id_list(doc_ids), {}
         else:
             hits = self.retrieve(question, top_k, where, doc_ids)
@@ -88,17 +117,51 @@ class Query:
             chosen = list(dict.fromkeys(s.doc_id for s in hits))
         if mode in ("gist", "full"):
             sources = [self._source(r, scores.get(r["chunk_id"])) for r in self.store.chunks_of(chosen)]
-            unknown = [d for d in chosen if d not in {s.doc_id for s in sources}]
-            if unknown:
+            present = {s.doc_id for s in sources}
+            unknown = [d for d in chosen if d not in present]
+            if unknown and named:
                 raise InputError(f"no documents {unknown} in this memory; list_documents() shows the stored ids")
+            if unknown and not last:
+                raise _Deleted(unknown)
+            chosen = [d for d in chosen if d in present]
         else:  # the retrieved chunks, document by document (best document first), each in text order
             sources = sorted(hits, key=lambda s: (chosen.index(s.doc_id), s.chunk_index))
         if not sources:
             raise InputError("nothing to answer from: the memory holds no documents (that match where/doc_ids); "
                              "add() some first")
-        retrieval_s = time.perf_counter() - start
-        return self._generate(question, mode, sources, self._memory(mode, sources, chosen), start, retrieval_s,
-                              max_new_tokens, stream, context, stop, temperature)
+        retrieved = time.perf_counter()
+        if mode == "full":
+            docs = [self.store.document(d) for d in chosen]
+            if None in docs and not last:
+                raise _Deleted([d for d, doc in zip(chosen, docs) if doc is None])
+            return sources, {"context": "\n\n".join(doc["text"] for doc in docs if doc is not None)}, retrieved
+        if mode == "rag":
+            return sources, self._memory(mode, sources), retrieved
+        kept, caches = [], []
+        for s in sources:
+            try:
+                caches.append(self._load_cache(s.cache_id))
+            except _Deleted:
+                if not last and not named:
+                    raise
+                if named:  # a named document deleted while read: say so, as for one never stored
+                    raise InputError(f"document {s.doc_id!r} was deleted while this query read it; "
+                                     "list_documents() shows the stored ids") from None
+                continue
+            kept.append(s)
+        if not kept:
+            raise InputError("nothing to answer from: the documents retrieved were deleted while this query "
+                             "read them; ask again")
+        return kept, {"caches": caches}, retrieved
+
+    def _load_cache(self, cache_id: str):
+        """A stored cache; ``_Deleted`` when its file went away (a delete ran meanwhile)."""
+        try:
+            return self.store.load_cache(cache_id, self.gm.cache_identity)
+        except (InputError, CacheFormatError, FileNotFoundError):
+            if self.store.has_cache(cache_id):
+                raise
+            raise _Deleted([cache_id]) from None
 
     def answer_from_sources(self, question: str, sources, mode: str = "hybrid", max_new_tokens: int = 64,
                             stream: bool = False, context: str | None = None, stop: list[str] | None = None,
