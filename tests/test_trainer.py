@@ -55,10 +55,10 @@ def test_no_label_token_can_attend_to_any_context_token():
 
 
 def _config(tmp_path, steps, **kw):
-    kw = {"task_mix": {"niah": 1.0}, "num_gist_tokens": 4, **kw}
+    kw = {"task_mix": {"niah": 1.0}, "num_gist_tokens": 4, "eval_every": 1000, "eval_samples": 0, **kw}
     return TrainConfig(out_dir=str(tmp_path / "run"), chunk_tokens=64, steps=steps,
                        batch_size=2, lr=1e-2, warmup_steps=2, stages=(Stage(1000, 24, 64, 2),),
-                       eval_every=1000, eval_samples=0, save_every=1000, **kw)
+                       save_every=1000, **kw)
 
 
 def _fresh_model():
@@ -137,6 +137,21 @@ def test_pool_recipe_resumes_to_the_same_state(tmp_path):
         b = load_file(str(tmp_path / "b" / "run" / "adapter" / name))
         for key in a:
             torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6)
+
+
+def test_pool_validation_keeps_every_answer_of_each_step(tmp_path):
+    from trainers.train import train
+
+    cfg = _pool_config(tmp_path, steps=2, eval_every=2, eval_samples=2)
+    train(cfg, model=_fresh_model(), progress=False)
+    val = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines() if "val" in line]
+    assert [v["step"] for v in val] == [2]
+    answers = [json.loads(line) for line in (tmp_path / "run" / "validation" / "step-00002.jsonl").open()]
+    assert {a["task"] for a in answers} == set(val[0]["val"])  # 2 samples of each task the score names
+    assert len(answers) == 2 * len(val[0]["val"])
+    assert all({"question", "expected", "answer", "hit"} <= a.keys() for a in answers)
+    for task, score in val[0]["val"].items():
+        assert score == sum(a["hit"] for a in answers if a["task"] == task) / 2
 
 
 def test_a_task_no_builder_makes_is_refused_at_construction():

@@ -258,11 +258,19 @@ def train(cfg: TrainConfig, model: GistModel | None = None, progress: bool = Tru
         pool.advance(start, progress=progress and is_main)
         val = validation_set(gm, recipe_documents(cfg, "validation"), cfg.eval_samples, seed=cfg.seed,
                              progress=progress) if cfg.eval_samples and is_main else []
-        score = lambda: validate_kept(gm, val)  # noqa: E731
+
+        def score(step: int) -> dict[str, float]:
+            # every answer of the validation too, so the misses of each step can be read afterwards
+            given: list[dict] = []
+            scores = validate_kept(gm, val, answers=given)
+            (run / "validation").mkdir(exist_ok=True)
+            with (run / "validation" / f"step-{step:05d}.jsonl").open("w") as fh:
+                fh.writelines(json.dumps(a) + "\n" for a in given)
+            return scores
     else:
         docs = training_documents("train", seed=cfg.seed)
         val = validation_samples(cfg, gm.tokenizer, cfg.eval_samples) if cfg.eval_samples and is_main else []
-        score = lambda: validate(gm, val, cfg.chunk_tokens)  # noqa: E731
+        score = lambda step: validate(gm, val, cfg.chunk_tokens)  # noqa: E731
     log = (run / "log.jsonl").open("a") if is_main else None
     bar = tqdm(total=cfg.steps, initial=start, desc="training", unit="step", disable=not (progress and is_main))
     gm.train()
@@ -299,7 +307,7 @@ def train(cfg: TrainConfig, model: GistModel | None = None, progress: bool = Tru
             log.write(json.dumps(row) + "\n")
             bar.set_postfix(loss=f"{row['loss']:.3f}")
             if val and (done % cfg.eval_every == 0 or done == cfg.steps):
-                scores = score()
+                scores = score(done)
                 log.write(json.dumps({"step": done, "val": scores}) + "\n")
                 bar.write(f"step {done}: validation {scores}")
         if done % cfg.save_every == 0 or done in (cfg.steps, end):
