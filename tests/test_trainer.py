@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import random
+import re
 from pathlib import Path
 
 import pytest
@@ -191,6 +193,38 @@ def test_pool_recipe_trains_theme_questions_with_the_base_models_answers(tmp_pat
     for chunk in pool.chunks:
         theme = [q for q in chunk.questions if q.task == "theme"]
         assert len(theme) == 1 and len(theme[0].answer) >= 1
+
+
+def test_quote_questions_ask_each_planted_fact_back_word_for_word(tmp_path):
+    from gist_memory.data.facts import QUOTE_QUESTIONS
+    from trainers.data import recipe_documents
+    from trainers.pool import plan_chunk
+
+    gm = _fresh_model()
+    docs = recipe_documents(_pool_config(tmp_path, steps=1), "train")
+    tok = gm.tokenizer
+    for i in range(4):
+        plan = plan_chunk(random.Random(i), docs, tok, 200, 4096, facts=3, language="en", keyed=True)
+        text = tok.decode(plan.ids)
+        facts = [q for q in plan.questions if q.task == "fact"]
+        quotes = [q for q in plan.questions if q.task == "quote"]
+        assert len(facts) == len(quotes) == 3
+        for quote in quotes:
+            needle = tok.decode(quote.answer, skip_special_tokens=True)
+            assert needle in text  # the sentence planted, verbatim
+            asked = tok.decode(quote.prompt, skip_special_tokens=True)
+            owners = [m.group(1) for t in QUOTE_QUESTIONS
+                      if (m := re.search(re.escape(t).replace(re.escape("{owner}"), "(.+?)"), asked))]
+            assert len(owners) == 1 and owners[0] in needle  # asked by the person the sentence names
+        # every fact's answer lies in its own quote's sentence
+        for fact, quote in zip(facts, quotes):
+            value = tok.decode(fact.answer, skip_special_tokens=True)
+            assert value.lower() in tok.decode(quote.answer, skip_special_tokens=True).lower()
+        again = plan_chunk(random.Random(i), docs, tok, 200, 4096, facts=3, language="en", keyed=True)
+        assert again.ids == plan.ids and [q.answer for q in again.questions] == [q.answer for q in plan.questions]
+    with pytest.raises(ValueError, match="episode recipe has no quote builder"):
+        TrainConfig(task_mix={"niah": 1.0, "quote": 0.5})
+    TrainConfig(recipe="pool", task_mix={"niah": 1.0, "quote": 0.5})
 
 
 def test_answer_losses_cover_every_task_of_the_chunks(tmp_path):

@@ -8,8 +8,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-#: Tasks the data builders can make (theme: the pool recipe only, see __post_init__).
-TASKS = ("niah", "fact", "qa", "recon", "theme")
+#: Tasks the data builders can make (theme and quote: the pool recipe only, see __post_init__).
+TASKS = ("niah", "fact", "qa", "recon", "theme", "quote")
+POOL_ONLY_TASKS = ("theme", "quote")
 #: Fields that fix the shapes of what a checkpoint holds: a resumed run must keep them.
 SHAPE_FIELDS = ("base", "num_gist_tokens", "chunk_tokens", "lora_r", "lora_alpha", "lora_targets", "load_in_4bit")
 RECIPES = ("episode", "pool")
@@ -68,7 +69,8 @@ class TrainConfig:
         batch_size: episodes per step.
         grad_clip: gradient-norm clip.
         stages: curriculum over chunk length, chunks per episode and (optionally) task mix.
-        task_mix: relative weights of the tasks niah, fact, qa, recon, theme. In the pool recipe
+        task_mix: relative weights of the tasks niah, fact, qa, recon, theme, quote (a planted
+            fact's sentence back, word for word; pool recipe only). In the pool recipe
             they pick among the questions a chunk holds, so the shares really asked are bounded by
             ``keyed_share`` and ``facts_per_chunk`` (the log's ``tasks``).
         eval_every, eval_samples: validation through the real inference path.
@@ -165,8 +167,10 @@ class TrainConfig:
             raise ValueError("stages must be ordered by until_step")
         check_task_mix(self.task_mix, "task_mix")
         mixes = [self.task_mix] + [s.task_mix for s in stages if s.task_mix]
-        if self.recipe == "episode" and any(m.get("theme", 0) > 0 for m in mixes):
-            raise ValueError("task_mix: the episode recipe has no theme builder; use recipe: pool with theme_share > 0")
+        for task in POOL_ONLY_TASKS:
+            if self.recipe == "episode" and any(m.get(task, 0) > 0 for m in mixes):
+                hint = " with theme_share > 0" if task == "theme" else ""
+                raise ValueError(f"task_mix: the episode recipe has no {task} builder; use recipe: pool{hint}")
         object.__setattr__(self, "collections", tuple(self.collections))
         if self.recipe not in RECIPES:
             raise ValueError(f"recipe must be one of {RECIPES}, got {self.recipe!r}")

@@ -33,7 +33,7 @@ import torch
 
 from gist_memory.compress import context_kv
 from gist_memory.data.corpus import SourceDocument
-from gist_memory.data.facts import open_fact
+from gist_memory.data.facts import open_fact, quote_question
 from gist_memory.data.tasks import cloze_sample, passkey_sample, plant, recon_sample
 from gist_memory.data.themes import QUESTIONS as THEME_QUESTIONS
 from gist_memory.generate import answer_ids, prompt_ids
@@ -94,17 +94,20 @@ class ChunkPlan:
 def plan_chunk(rng: random.Random, docs: dict[str, list[SourceDocument]], tokenizer, n_tokens: int,
                chunk_tokens: int, facts: int, language: str, keyed: bool) -> ChunkPlan:
     """Real text of about ``n_tokens`` with needles planted: a pass key (if ``keyed``) and ``facts``
-    open-vocabulary facts for English, plus a cloze question and the text's opening on the real text."""
+    open-vocabulary facts for English (each asked about, and, as task ``quote``, asked for its
+    sentence back word for word), plus a cloze question and the text's opening on the real text."""
     needles, questions = [], []
     if keyed:
         key = passkey_sample(rng, "x", 0.5, "k", language=language)
         needles.append(key.needle)
         questions.append(("niah", key.question, key.answer))
     if language == "en":
-        for _ in range(facts):
-            fact = open_fact(rng)
+        drawn = [open_fact(rng) for _ in range(facts)]
+        for fact in drawn:
             needles.append(fact.needle)
             questions.append(("fact", fact.question, fact.answer))
+        # each fact's sentence back, verbatim (asked only when task_mix weighs "quote")
+        questions += [("quote", quote_question(fact), fact.needle) for fact in drawn]
     needle_tokens = sum(len(tokenizer(n, add_special_tokens=False)["input_ids"]) + 1 for n in needles)
     text, _ = sample_text(rng, docs[language], tokenizer, max(n_tokens - needle_tokens, 16))
     cloze = cloze_sample(rng, text, "c")

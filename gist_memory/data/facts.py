@@ -172,6 +172,22 @@ class OpenFact:
     needle: str
     question: str
     answer: str
+    owner: str = ""
+
+
+#: Ask for a planted sentence back, word for word, by the person it names (the trainer's
+#: ``quote`` task: a target that holds the value in its own format, whatever its kind).
+QUOTE_QUESTIONS = ("Repeat word for word the sentence about {owner}.",
+                   "Quote the sentence that mentions {owner}.",
+                   "What exactly does the text say about {owner}? Quote it.")
+
+
+def quote_question(fact: OpenFact) -> str:
+    """A question whose answer is ``fact.needle`` verbatim; the phrasing is a function of the fact
+    (no random draw, so adding quote questions leaves every other draw of a builder unchanged)."""
+    import zlib
+
+    return QUOTE_QUESTIONS[zlib.crc32(fact.needle.encode()) % len(QUOTE_QUESTIONS)].format(owner=fact.owner)
 
 
 def open_fact(rng: random.Random, held_out_kind: bool = False) -> OpenFact:
@@ -180,7 +196,7 @@ def open_fact(rng: random.Random, held_out_kind: bool = False) -> OpenFact:
     slots = {"owner": person(rng), "attr": rng.choice(kind.attributes), "value": kind.value(rng)}
     needle = rng.choice(kind.statements).format(**slots)
     return OpenFact(kind.name, needle[0].upper() + needle[1:], rng.choice(kind.questions).format(**slots),
-                    slots["value"])
+                    slots["value"], slots["owner"])
 
 
 def open_fact_sample(rng: random.Random, text: str, depth: float, sample_id: str, held_out_kind: bool = False,
