@@ -142,11 +142,11 @@ class Query:
             try:
                 caches.append(self._load_cache(s.cache_id))
             except _Deleted:
-                if not last and not named:
-                    raise
                 if named:  # a named document deleted while read: say so, as for one never stored
                     raise InputError(f"document {s.doc_id!r} was deleted while this query read it; "
                                      "list_documents() shows the stored ids") from None
+                if not last:
+                    raise
                 continue
             kept.append(s)
         if not kept:
@@ -187,10 +187,9 @@ class Query:
         return self._generate(question, mode, sources, self._memory(mode, sources), start, 0.0, max_new_tokens,
                               stream, context, stop, temperature)
 
-    def _memory(self, mode: str, sources: list[Source], doc_ids: list[str] | None = None) -> dict:
-        """What ``gm.generate`` answers from: gist caches, or a context text for rag and full."""
-        if mode == "full":
-            return {"context": "\n\n".join(self.store.document(d)["text"] for d in doc_ids)}
+    def _memory(self, mode: str, sources: list[Source]) -> dict:
+        """What ``gm.generate`` answers from given sources: their gist caches (hybrid), or their
+        text (rag). ``query`` reads a full or gist memory itself (``_gather``)."""
         if mode == "rag":
             return {"context": "\n\n".join(s.text for s in sources)}
         return {"caches": [self.store.load_cache(s.cache_id, self.gm.cache_identity) for s in sources]}

@@ -32,7 +32,7 @@ from .data import make_sample, recipe_documents, step_samples, to_episode, train
 from .pool import ContextPool, draw_rows
 from .pool_forward import PoolLoss
 from .recipe import EpisodeLoss, collate
-from .validation import validate_kept, validation_set
+from .validation import validate_kept, validation_set, write_answers
 
 
 def lr_at(cfg: TrainConfig, step: int) -> float:
@@ -264,8 +264,7 @@ def train(cfg: TrainConfig, model: GistModel | None = None, progress: bool = Tru
             given: list[dict] = []
             scores = validate_kept(gm, val, answers=given)
             (run / "validation").mkdir(exist_ok=True)
-            with (run / "validation" / f"step-{step:05d}.jsonl").open("w") as fh:
-                fh.writelines(json.dumps(a) + "\n" for a in given)
+            write_answers(run / "validation" / f"step-{step:05d}.jsonl", given)
             return scores
     else:
         docs = training_documents("train", seed=cfg.seed)

@@ -111,6 +111,14 @@ def validate_kept(gm, samples: list[ValSample], max_new_tokens: int = 12, batch:
 
 
 @torch.no_grad()
+def write_answers(path, answers: list[dict]) -> None:
+    """``validate_kept``'s recorded answers as JSON lines, one sample a line."""
+    import json
+
+    with open(path, "w") as fh:
+        fh.writelines(json.dumps(a) + "\n" for a in answers)
+
+
 def answer_losses(gm, pool, numbers: list[int]) -> dict[str, float]:
     """Mean answer loss by task over the questions of pool chunks ``numbers``, each asked of its
     chunk alone. On chunks a run trained on against fresh ones: a seen loss far below the fresh
@@ -182,8 +190,7 @@ def main(adapter: str = "default", recipe: str = "trainers/configs/pool.yaml", s
         given: list[dict] = []
         scores = validate_kept(gm, val, answers=given)
         if answers_out:
-            with open(answers_out, "w") as fh:
-                fh.writelines(json.dumps(a) + "\n" for a in given)
+            write_answers(answers_out, given)
     record = {"adapter": gm.adapter_identity, "recipe": recipe, "samples_per_task": samples, "val": scores}
     print(json.dumps(record))
     if out:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import random
 import string
+import zlib
 from dataclasses import dataclass
 from typing import Callable
 
@@ -185,8 +186,6 @@ QUOTE_QUESTIONS = ("Repeat word for word the sentence about {owner}.",
 def quote_question(fact: OpenFact) -> str:
     """A question whose answer is ``fact.needle`` verbatim; the phrasing is a function of the fact
     (no random draw, so adding quote questions leaves every other draw of a builder unchanged)."""
-    import zlib
-
     return QUOTE_QUESTIONS[zlib.crc32(fact.needle.encode()) % len(QUOTE_QUESTIONS)].format(owner=fact.owner)
 
 
