@@ -227,6 +227,38 @@ def test_quote_questions_ask_each_planted_fact_back_word_for_word(tmp_path):
     TrainConfig(recipe="pool", task_mix={"niah": 1.0, "quote": 0.5})
 
 
+def test_relation_facts_use_trained_phrasings_and_half_open_values(tmp_path):
+    from gist_memory.data.facts import relation_fact
+    from gist_memory.data.tasks import CITIES, FACT_KINDS
+    from trainers.data import recipe_documents
+    from trainers.pool import plan_chunk
+
+    held_out = [t for k in FACT_KINDS for t in k.held_out_statements + k.held_out_questions]
+    rng = random.Random(3)
+    drawn = [relation_fact(rng) for _ in range(600)]
+    assert {f.kind for f in drawn} == {f"relation-{k.name}" for k in FACT_KINDS}
+    for fact in drawn:
+        assert fact.answer in fact.needle and fact.owner in fact.needle and fact.owner in fact.question
+        # never a phrasing the test split holds out (statement or question)
+        for template in held_out:
+            pattern = re.sub(r"\\\{\w+\\\}", ".+?", re.escape(template))
+            assert not re.fullmatch(pattern, fact.needle, re.I) and not re.fullmatch(pattern, fact.question, re.I)
+    cities = [f.answer for f in drawn if f.kind == "relation-birthplace"]
+    listed = sum(c in CITIES for c in cities) / len(cities)
+    assert 0.3 < listed < 0.7  # half the towns from the list, half invented: the list is no shortcut
+
+    gm = _fresh_model()
+    docs = recipe_documents(_pool_config(tmp_path, steps=1), "train")
+    tasks = lambda share: [q.task for q in plan_chunk(random.Random(5), docs, gm.tokenizer, 200, 4096, facts=3,  # noqa: E731
+                                                      language="en", keyed=True, relation_share=share).questions]
+    assert tasks(0.0).count("fact") == 3 and "relation" not in tasks(0.0)
+    assert tasks(1.0).count("relation") == 3 and "fact" not in tasks(1.0) and tasks(1.0).count("quote") == 3
+    with pytest.raises(ValueError, match="episode recipe has no relation builder; use recipe: pool with relation_share"):
+        TrainConfig(task_mix={"niah": 1.0, "relation": 0.5})
+    with pytest.raises(ValueError, match="relation_share must be in"):
+        TrainConfig(recipe="pool", relation_share=1.5)
+
+
 def test_answer_losses_cover_every_task_of_the_chunks(tmp_path):
     from trainers.data import recipe_documents
     from trainers.pool import ContextPool

@@ -8,9 +8,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-#: Tasks the data builders can make (theme and quote: the pool recipe only, see __post_init__).
-TASKS = ("niah", "fact", "qa", "recon", "theme", "quote")
-POOL_ONLY_TASKS = ("theme", "quote")
+#: Tasks the data builders can make (theme, quote and relation: the pool recipe only, see __post_init__).
+TASKS = ("niah", "fact", "qa", "recon", "theme", "quote", "relation")
+POOL_ONLY_TASKS = ("theme", "quote", "relation")
 #: Fields that fix the shapes of what a checkpoint holds: a resumed run must keep them.
 SHAPE_FIELDS = ("base", "num_gist_tokens", "chunk_tokens", "lora_r", "lora_alpha", "lora_targets", "load_in_4bit")
 RECIPES = ("episode", "pool")
@@ -70,7 +70,8 @@ class TrainConfig:
         grad_clip: gradient-norm clip.
         stages: curriculum over chunk length, chunks per episode and (optionally) task mix.
         task_mix: relative weights of the tasks niah, fact, qa, recon, theme, quote (a planted
-            fact's sentence back, word for word; pool recipe only). In the pool recipe
+            fact's sentence back, word for word; pool recipe only), relation (a fact of the
+            evaluation's relations, ``relation_share``; pool recipe only). In the pool recipe
             they pick among the questions a chunk holds, so the shares really asked are bounded by
             ``keyed_share`` and ``facts_per_chunk`` (the log's ``tasks``).
         eval_every, eval_samples: validation through the real inference path.
@@ -88,6 +89,9 @@ class TrainConfig:
         chunks_per_step: chunks drawn per step; each is a target, the others its distractors.
         questions_per_chunk: questions asked of each drawn chunk per step.
         facts_per_chunk: open-vocabulary facts planted in each English pool chunk.
+        relation_share: share of those facts that are instead one of the relations of
+            ``tasks.FACT_KINDS`` (birthplace, colour, location, day, count, job) in trained
+            phrasings with half-open values (``facts.relation_fact``), asked as task ``relation``.
         language_mix: share of pool chunks by language ('en', 'ko').
         keyed_share: share of pool chunks that hold a pass key.
         theme_share: share of pool chunks asked "what is this text about?", with the base model's
@@ -134,6 +138,7 @@ class TrainConfig:
     collections: tuple[str, ...] = ("sotu", "web-bible")
     theme_share: float = 0.0
     theme_tokens: int = 40
+    relation_share: float = 0.0
     loss_weighting: str = "token"
 
     def __post_init__(self) -> None:
@@ -144,7 +149,7 @@ class TrainConfig:
                              "max_chunks and task_mix") from None
         object.__setattr__(self, "stages", stages)
         object.__setattr__(self, "lora_targets", tuple(self.lora_targets))
-        for name in ("lr", "grad_clip", "pool_refresh", "keyed_share", "theme_share"):
+        for name in ("lr", "grad_clip", "pool_refresh", "keyed_share", "theme_share", "relation_share"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 hint = " (YAML reads 1e-3 as text: write 1.0e-3 or 0.001)" if isinstance(value, str) else ""
@@ -169,7 +174,7 @@ class TrainConfig:
         mixes = [self.task_mix] + [s.task_mix for s in stages if s.task_mix]
         for task in POOL_ONLY_TASKS:
             if self.recipe == "episode" and any(m.get(task, 0) > 0 for m in mixes):
-                hint = " with theme_share > 0" if task == "theme" else ""
+                hint = {"theme": " with theme_share > 0", "relation": " with relation_share > 0"}.get(task, "")
                 raise ValueError(f"task_mix: the episode recipe has no {task} builder; use recipe: pool{hint}")
         object.__setattr__(self, "collections", tuple(self.collections))
         if self.recipe not in RECIPES:
@@ -183,6 +188,8 @@ class TrainConfig:
             raise ValueError(f"pool_refresh must be in [0, pool_size], got {self.pool_refresh}")
         if self.pool_dtype not in ("float16", "float32", "bfloat16"):
             raise ValueError(f"pool_dtype must be float16, float32 or bfloat16, got {self.pool_dtype!r}")
+        if not 0 <= self.relation_share <= 1:
+            raise ValueError(f"relation_share must be in [0, 1], got {self.relation_share}")
         if not 0 <= self.theme_share <= 1:
             raise ValueError(f"theme_share must be in [0, 1], got {self.theme_share}")
         if not isinstance(self.theme_tokens, int) or self.theme_tokens < 1:

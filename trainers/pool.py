@@ -33,7 +33,7 @@ import torch
 
 from gist_memory.compress import context_kv
 from gist_memory.data.corpus import SourceDocument
-from gist_memory.data.facts import open_fact, quote_question
+from gist_memory.data.facts import open_fact, quote_question, relation_fact
 from gist_memory.data.tasks import cloze_sample, passkey_sample, plant, recon_sample
 from gist_memory.data.themes import QUESTIONS as THEME_QUESTIONS
 from gist_memory.generate import answer_ids, prompt_ids
@@ -92,20 +92,25 @@ class ChunkPlan:
 
 
 def plan_chunk(rng: random.Random, docs: dict[str, list[SourceDocument]], tokenizer, n_tokens: int,
-               chunk_tokens: int, facts: int, language: str, keyed: bool) -> ChunkPlan:
+               chunk_tokens: int, facts: int, language: str, keyed: bool, relation_share: float = 0.0) -> ChunkPlan:
     """Real text of about ``n_tokens`` with needles planted: a pass key (if ``keyed``) and ``facts``
     open-vocabulary facts for English (each asked about, and, as task ``quote``, asked for its
-    sentence back word for word), plus a cloze question and the text's opening on the real text."""
+    sentence back word for word), plus a cloze question and the text's opening on the real text.
+    Each fact is, with probability ``relation_share``, one of the evaluation's relations in trained
+    phrasings (``facts.relation_fact``; task ``relation``) instead of an open kind (task ``fact``);
+    at 0 no draw is spent on the choice, so plans stay those of recipes before it."""
     needles, questions = [], []
     if keyed:
         key = passkey_sample(rng, "x", 0.5, "k", language=language)
         needles.append(key.needle)
         questions.append(("niah", key.question, key.answer))
     if language == "en":
-        drawn = [open_fact(rng) for _ in range(facts)]
+        drawn = [relation_fact(rng) if relation_share and rng.random() < relation_share else open_fact(rng)
+                 for _ in range(facts)]
         for fact in drawn:
             needles.append(fact.needle)
-            questions.append(("fact", fact.question, fact.answer))
+            questions.append(("relation" if fact.kind.startswith("relation-") else "fact", fact.question,
+                              fact.answer))
         # each fact's sentence back, verbatim (asked only when task_mix weighs "quote")
         questions += [("quote", quote_question(fact), fact.needle) for fact in drawn]
     needle_tokens = sum(len(tokenizer(n, add_special_tokens=False)["input_ids"]) + 1 for n in needles)
@@ -134,18 +139,19 @@ class ContextPool:
         storage_dtype: dtype the KV is kept in (fp16 halves the memory; fp32 is exact).
         length_at: step -> (min_tokens, max_tokens) of chunks made at that step (the curriculum).
         seed: chunk ``i`` is drawn from ``random.Random(f"{seed}-chunk-{i}")``.
-        facts, language_mix, keyed_share: what each chunk holds.
+        facts, language_mix, keyed_share, relation_share: what each chunk holds (``plan_chunk``).
     """
 
     def __init__(self, gm, docs: dict[str, list[SourceDocument]], size: int, refresh: float,
                  storage_dtype: torch.dtype, length_at, seed: int | str = 0, facts: int = 3,
                  language_mix: dict[str, float] | None = None, keyed_share: float = 0.5, batch: int = 8,
-                 theme_share: float = 0.0, theme_tokens: int = 40):
+                 theme_share: float = 0.0, theme_tokens: int = 40, relation_share: float = 0.0):
         self.gm, self.docs, self.size, self.refresh = gm, docs, size, refresh
         self.storage_dtype, self.length_at, self.seed, self.facts = storage_dtype, length_at, seed, facts
         self.language_mix = language_mix or {"en": 1.0}
         self.keyed_share, self.batch = keyed_share, batch
         self.theme_share, self.theme_tokens = theme_share, theme_tokens
+        self.relation_share = relation_share
         self.chunks: list[PoolChunk] = []
         self.built_seconds = 0.0
 
@@ -162,7 +168,8 @@ class ContextPool:
         language = rng.choices(langs, weights)[0]
         lo, hi = self.length_at(self.made_at(number))
         plan = plan_chunk(rng, self.docs, self.gm.tokenizer, rng.randint(lo, hi), self.gm.gist.chunk_tokens,
-                          self.facts, language, keyed=rng.random() < self.keyed_share)
+                          self.facts, language, keyed=rng.random() < self.keyed_share,
+                          relation_share=self.relation_share)
         themed = random.Random(f"{self.seed}-theme-{number}")  # its own stream: the draws above stay as they were
         if themed.random() < self.theme_share:
             plan.theme_prompt = prompt_ids(self.gm.tokenizer, themed.choice(THEME_QUESTIONS[language]))
@@ -219,7 +226,9 @@ def draw_rows(rng: random.Random, drawn: list[PoolChunk], max_chunks: int, quest
     chunks, ``facts_per_chunk`` facts in each English one (the log's ``tasks`` says what was asked).
 
     A pass key question's distractors hold no pass key, so its answer is unique in the episode;
-    fact questions name an invented owner, so a distractor's facts never answer them; a theme
+    fact questions name an invented owner, so a distractor's facts never answer them (a relation
+    fact's owner is half the time from a list of 576 names or 12 objects: a clash within one
+    episode is rare, and left as noise); a theme
     question asks about "this text", so its episode is the target chunk alone.
     """
     rows = []

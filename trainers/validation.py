@@ -5,7 +5,10 @@ the needle in one chunk at a depth of 10-90%):
 
 - ``niah``: the English pass key;  ``niah_ko``: the Korean pass key in Korean text;
 - ``fact``: an open-vocabulary fact of a kind the trainer plants, in the trainer's phrasings;
-- ``fact_new_kind``: a fact of a kind the trainer never plants (``facts.HELD_OUT_KINDS``).
+- ``fact_new_kind``: a fact of a kind the trainer never plants (``facts.HELD_OUT_KINDS``);
+- ``fact_rel``: a fact of the evaluation's relations (``tasks.fact_sample``: birthplace, colour,
+  location, day, count, job) in its held-out phrasings, as the test split asks them (last in the
+  list, so the samples of the tasks before it are those of runs made before it existed).
 
 The frozen base's context KV of every chunk is computed once and kept (fp16, as in the pool);
 each validation then runs what compression runs after that pass (``compress.gist_kv``) and
@@ -24,13 +27,13 @@ from gist_memory.compress import gist_caches, gist_kv
 from gist_memory.data.corpus import SourceDocument
 from gist_memory.data.facts import open_fact_sample
 from gist_memory.data.scoring import contains_match
-from gist_memory.data.tasks import passkey_sample
+from gist_memory.data.tasks import fact_sample, passkey_sample
 
 from .data import sample_text
 from .pool import ChunkPlan, PoolChunk, chunks_kv
 from .pool_forward import stack_context
 
-TASKS = ("niah", "fact", "fact_new_kind", "niah_ko")
+TASKS = ("niah", "fact", "fact_new_kind", "niah_ko", "fact_rel")
 
 
 @dataclass
@@ -48,6 +51,8 @@ def _sample(rng: random.Random, task: str, docs: dict[str, list[SourceDocument]]
     target, depth = rng.randrange(n_chunks), rng.uniform(0.1, 0.9)
     if task.startswith("niah"):
         s = passkey_sample(rng, texts[target], depth, f"val-{i}", language=language)
+    elif task == "fact_rel":
+        s = fact_sample(rng, texts[target], depth, f"val-{i}", held_out=True)
     else:
         s = open_fact_sample(rng, texts[target], depth, f"val-{i}", held_out_kind=task == "fact_new_kind")
     texts[target] = s.context
@@ -178,7 +183,8 @@ def main(adapter: str = "default", recipe: str = "trainers/configs/pool.yaml", s
         def pool_with(length_at):
             return ContextPool(gm, docs, cfg.pool_size, cfg.pool_refresh if refresh is None else refresh,
                                torch.float16, length_at, seed=cfg.seed, facts=cfg.facts_per_chunk,
-                               language_mix=cfg.language_mix, keyed_share=cfg.keyed_share)
+                               language_mix=cfg.language_mix, keyed_share=cfg.keyed_share,
+                               relation_share=cfg.relation_share)
 
         trained = pool_with(lambda s: (cfg.stage(s).min_tokens, cfg.stage(s).max_tokens))  # as the trainer
         middle = trained.first(step) + (cfg.pool_size - chunks) // 2  # the pool of that step: [first, first + size)

@@ -19,7 +19,7 @@ import zlib
 from dataclasses import dataclass
 from typing import Callable
 
-from .tasks import Sample, plant
+from .tasks import _ANSWER_SLOT, ANIMALS, CITIES, COLORS, DAYS, FACT_KINDS, FIRST, JOBS, LAST, OBJECTS, PLACES, Sample, plant
 
 _ONSETS = ["b", "br", "c", "ch", "d", "dr", "f", "g", "gr", "h", "j", "k", "kl", "l", "m", "n", "p", "pr",
            "r", "s", "sh", "st", "t", "tr", "v", "w", "z"]
@@ -204,3 +204,35 @@ def open_fact_sample(rng: random.Random, text: str, depth: float, sample_id: str
     fact = open_fact(rng, held_out_kind)
     return Sample(sample_id, "fact", plant(text, fact.needle, depth), fact.question, fact.answer, fact.needle,
                   depth, source_id, {"kind": fact.kind, "held_out_kind": held_out_kind})
+
+
+# --------------------------------------------------------------------------- the relations of tasks.FACT_KINDS
+_CONTAINERS = ["cupboard", "drawer", "trunk", "cabinet", "crate", "wardrobe", "locker", "sideboard", "toolbox",
+               "hatbox", "dresser", "coal shed", "sewing box", "bread bin"]
+_MORE_JOBS = ["nurse", "plumber", "tailor", "chemist", "farrier", "auditor", "florist", "jeweller", "mason",
+              "potter", "ranger", "welder", "curator", "notary", "chef", "librarian", "optician", "weaver"]
+
+
+def _either(rng: random.Random, listed: list[str], drawn: Callable[[random.Random], str]) -> str:
+    """A value from the relation's short list or, as often, one drawn from an open vocabulary."""
+    return rng.choice(listed) if rng.random() < 0.5 else drawn(rng)
+
+
+def relation_fact(rng: random.Random) -> OpenFact:
+    """A fact of one of the relations of :data:`tasks.FACT_KINDS` (birthplace, colour, where an
+    object is kept, the day of a meeting, how many animals, a job), in its *trained* phrasings
+    only (the held-out ones stay for evaluation), with values half from the relation's short list
+    and half open-vocabulary (invented towns, shaded colours, invented objects and containers,
+    numbers 2-999, more jobs), so the list is no shortcut. ``owner`` is the person (or the object,
+    for a location), the name a quote question asks by."""
+    kind = rng.choice(FACT_KINDS)
+    slots = {"person": _either(rng, [f"{f} {g}" for f in FIRST for g in LAST], person),
+             "city": _either(rng, CITIES, _place), "color": _either(rng, COLORS, _colour),
+             "object": _either(rng, OBJECTS, _object),
+             "place": _either(rng, PLACES, lambda r: f"{r.choice(_ADJECTIVES)} {r.choice(_CONTAINERS)}"),
+             "day": rng.choice(DAYS), "number": str(rng.randint(2, 999)), "animal": rng.choice(ANIMALS),
+             "job": _either(rng, JOBS, lambda r: r.choice(_MORE_JOBS))}
+    needle = rng.choice(kind.statements).format(**slots)
+    owner = slots["object"] if kind.name == "location" else slots["person"]
+    return OpenFact(f"relation-{kind.name}", needle[0].upper() + needle[1:],
+                    rng.choice(kind.questions).format(**slots), slots[_ANSWER_SLOT[kind.name]], owner)
