@@ -156,6 +156,31 @@ def test_pool_validation_keeps_every_answer_of_each_step(tmp_path):
         assert score == sum(a["hit"] for a in answers if a["task"] == task) / 2
 
 
+def test_a_validation_task_added_on_resume_is_scored_at_the_starting_step(tmp_path):
+    from trainers.train import train
+
+    log = tmp_path / "run" / "log.jsonl"
+    cfg = _pool_config(tmp_path, steps=2, eval_every=2, eval_samples=2)
+    train(cfg, model=_fresh_model(), progress=False)
+    # as if the run had been made before the fact_rel task existed
+    rows = [json.loads(line) for line in log.read_text().splitlines()]
+    for r in rows:
+        if "val" in r:
+            del r["val"]["fact_rel"]
+    log.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    longer = _pool_config(tmp_path, steps=3, eval_every=2, eval_samples=2)
+    train(longer, model=_fresh_model(), progress=False)
+    val = [json.loads(line) for line in log.read_text().splitlines() if "val" in line]
+    assert [v["step"] for v in val] == [2, 2, 3]  # (3: the last step of a run is always scored)
+    assert "fact_rel" not in val[0]["val"] and "fact_rel" in val[1]["val"]
+    assert val[1]["val"]["niah"] == val[0]["val"]["niah"]  # the same adapter, the same samples
+    again = _pool_config(tmp_path, steps=4, eval_every=2, eval_samples=2)
+    log.write_text("".join(line + "\n" for line in log.read_text().splitlines() if '"step": 3, "val"' not in line))
+    train(again, model=_fresh_model(), progress=False)  # every task has a score: no extra validation at 3
+    val = [json.loads(line) for line in log.read_text().splitlines() if "val" in line]
+    assert [v["step"] for v in val] == [2, 2, 4]
+
+
 def test_a_task_no_builder_makes_is_refused_at_construction():
     with pytest.raises(ValueError, match="task_mix"):
         TrainConfig(task_mix={"niah": 1.0, "summary": 0.5})

@@ -272,6 +272,12 @@ def train(cfg: TrainConfig, model: GistModel | None = None, progress: bool = Tru
         val = validation_samples(cfg, gm.tokenizer, cfg.eval_samples) if cfg.eval_samples and is_main else []
         score = lambda step: validate(gm, val, cfg.chunk_tokens)  # noqa: E731
     log = (run / "log.jsonl").open("a") if is_main else None
+    if val and start and _never_scored(run / "log.jsonl", {s.task for s in val}):
+        # a validation task added since the run began is scored at the resumed step: its curve gets a start
+        scores = score(start)
+        log.write(json.dumps({"step": start, "val": scores}) + "\n")
+        log.flush()
+        print(f"step {start} (resumed): validation {scores}")
     bar = tqdm(total=cfg.steps, initial=start, desc="training", unit="step", disable=not (progress and is_main))
     gm.train()
     end = cfg.steps if stop_after is None else min(cfg.steps, start + stop_after)
@@ -323,6 +329,20 @@ def train(cfg: TrainConfig, model: GistModel | None = None, progress: bool = Tru
     plot_log(run / "log.jsonl", run / "training.png")
     gm.adapter_identity = "trained"
     return gm.save_adapter(run / "adapter")
+
+
+def _never_scored(log_path: Path, tasks: set[str]) -> set[str]:
+    """The validation tasks among ``tasks`` that no record of the run's log has scored (tasks added
+    to the validation set since the run began)."""
+    scored: set[str] = set()
+    if log_path.exists():
+        for line in log_path.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:  # a line cut short by a kill
+                continue
+            scored |= set(record.get("val", {}))
+    return tasks - scored
 
 
 def main(recipe: str = "trainers/configs/default.yaml", out_dir: str | None = None, steps: int | None = None,
