@@ -141,6 +141,12 @@ class TrainConfig:
     relation_share: float = 0.0
     loss_weighting: str = "token"
 
+    def pool_contents(self) -> dict:
+        """What each pool chunk holds, as ``ContextPool``'s keyword arguments."""
+        return {"facts": self.facts_per_chunk, "language_mix": self.language_mix, "keyed_share": self.keyed_share,
+                "theme_share": self.theme_share, "theme_tokens": self.theme_tokens,
+                "relation_share": self.relation_share}
+
     def __post_init__(self) -> None:
         try:
             stages = tuple(s if isinstance(s, Stage) else Stage(**s) for s in self.stages)

@@ -74,9 +74,7 @@ def main(recipe: str = "trainers/configs/pool.yaml", draws: int = 2, groups: int
     stage = cfg.stage(step)
     pool = ContextPool(gm, recipe_documents(cfg, "train"), cfg.chunks_per_step * draws, 0.0,
                        getattr(torch, cfg.pool_dtype), lambda s: (stage.min_tokens, stage.max_tokens),
-                       seed=f"{cfg.seed}-noise", facts=cfg.facts_per_chunk, language_mix=cfg.language_mix,
-                       keyed_share=cfg.keyed_share, theme_share=cfg.theme_share, theme_tokens=cfg.theme_tokens,
-                           relation_share=cfg.relation_share)
+                       seed=f"{cfg.seed}-noise", **cfg.pool_contents())
     pool.advance(0, progress=True)
     params = [p for p in gm.parameters() if p.requires_grad]
     gm.train()

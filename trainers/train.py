@@ -253,9 +253,7 @@ def train(cfg: TrainConfig, model: GistModel | None = None, progress: bool = Tru
     if cfg.recipe == "pool":
         pool = ContextPool(gm, recipe_documents(cfg, "train"), cfg.pool_size, cfg.pool_refresh,
                            getattr(torch, cfg.pool_dtype), lambda s: (cfg.stage(s).min_tokens, cfg.stage(s).max_tokens),
-                           seed=f"{cfg.seed}{stream}", facts=cfg.facts_per_chunk, language_mix=cfg.language_mix,
-                           keyed_share=cfg.keyed_share, theme_share=cfg.theme_share, theme_tokens=cfg.theme_tokens,
-                           relation_share=cfg.relation_share)
+                           seed=f"{cfg.seed}{stream}", **cfg.pool_contents())
         pool.advance(start, progress=progress and is_main)
         val = validation_set(gm, recipe_documents(cfg, "validation"), cfg.eval_samples, seed=cfg.seed,
                              progress=progress) if cfg.eval_samples and is_main else []

@@ -115,7 +115,6 @@ def validate_kept(gm, samples: list[ValSample], max_new_tokens: int = 12, batch:
     return {task: sum(v) / len(v) for task, v in hits.items()}
 
 
-@torch.no_grad()
 def write_answers(path, answers: list[dict]) -> None:
     """``validate_kept``'s recorded answers as JSON lines, one sample a line."""
     import json
@@ -124,6 +123,7 @@ def write_answers(path, answers: list[dict]) -> None:
         fh.writelines(json.dumps(a) + "\n" for a in answers)
 
 
+@torch.no_grad()
 def answer_losses(gm, pool, numbers: list[int]) -> dict[str, float]:
     """Mean answer loss by task over the questions of pool chunks ``numbers``, each asked of its
     chunk alone. On chunks a run trained on against fresh ones: a seen loss far below the fresh
@@ -182,9 +182,7 @@ def main(adapter: str = "default", recipe: str = "trainers/configs/pool.yaml", s
 
         def pool_with(length_at):
             return ContextPool(gm, docs, cfg.pool_size, cfg.pool_refresh if refresh is None else refresh,
-                               torch.float16, length_at, seed=cfg.seed, facts=cfg.facts_per_chunk,
-                               language_mix=cfg.language_mix, keyed_share=cfg.keyed_share,
-                               relation_share=cfg.relation_share)
+                               torch.float16, length_at, seed=cfg.seed, **{**cfg.pool_contents(), "theme_share": 0.0})
 
         trained = pool_with(lambda s: (cfg.stage(s).min_tokens, cfg.stage(s).max_tokens))  # as the trainer
         middle = trained.first(step) + (cfg.pool_size - chunks) // 2  # the pool of that step: [first, first + size)

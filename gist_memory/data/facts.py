@@ -209,6 +209,7 @@ def open_fact_sample(rng: random.Random, text: str, depth: float, sample_id: str
 # --------------------------------------------------------------------------- the relations of tasks.FACT_KINDS
 _CONTAINERS = ["cupboard", "drawer", "trunk", "cabinet", "crate", "wardrobe", "locker", "sideboard", "toolbox",
                "hatbox", "dresser", "coal shed", "sewing box", "bread bin"]
+_LISTED_PEOPLE = [f"{first} {last}" for first in FIRST for last in LAST]  # the 576 names of tasks.fact_sample
 _MORE_JOBS = ["nurse", "plumber", "tailor", "chemist", "farrier", "auditor", "florist", "jeweller", "mason",
               "potter", "ranger", "welder", "curator", "notary", "chef", "librarian", "optician", "weaver"]
 
@@ -226,7 +227,7 @@ def relation_fact(rng: random.Random) -> OpenFact:
     numbers 2-999, more jobs), so the list is no shortcut. ``owner`` is the person (or the object,
     for a location), the name a quote question asks by."""
     kind = rng.choice(FACT_KINDS)
-    slots = {"person": _either(rng, [f"{f} {g}" for f in FIRST for g in LAST], person),
+    slots = {"person": _either(rng, _LISTED_PEOPLE, person),
              "city": _either(rng, CITIES, _place), "color": _either(rng, COLORS, _colour),
              "object": _either(rng, OBJECTS, _object),
              "place": _either(rng, PLACES, lambda r: f"{r.choice(_ADJECTIVES)} {r.choice(_CONTAINERS)}"),
