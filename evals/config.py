@@ -35,7 +35,8 @@ class EvalConfig:
     Attributes:
         mode: rag (top-k chunk texts in the prompt), gist (gist KV of all the document's chunks),
             hybrid (gist KV of the top-k chunks), full (the whole text in the prompt), or all four.
-        dataset: comma-separated builders (niah, niah-ko, facts, theme) and/or paths to .jsonl files.
+        dataset: comma-separated builders (niah, niah-ko, facts, theme, and out of domain ood-facts,
+            ood-theme: see evals/ood.py) and/or paths to .jsonl files.
         limit: samples per dataset; default: one NIAH sample per (length, depth) cell, 4 theme
             samples, whole files.
         model: base model: default (embedded SmolLM2-135M-Instruct, offline), a Hugging Face id
@@ -96,7 +97,7 @@ class EvalConfig:
         if self.mode not in MODES + ("all",):
             raise ValueError(f"mode must be one of {', '.join(MODES)} or all, got {self.mode!r}")
         if not [d for d in str(self.dataset).split(",") if d.strip()]:
-            raise ValueError("dataset is empty; name a builder (niah, niah-ko, facts, theme) or a .jsonl file")
+            raise ValueError("dataset is empty; name a builder (niah, niah-ko, facts, theme, ood-facts, ood-theme) or a .jsonl file")
         if self.limit is not None and self.limit < 1:
             raise ValueError(f"limit must be at least 1 (or left unset), got {self.limit}")
         for name in ("top_k", "max_new_tokens", "theme_tokens"):

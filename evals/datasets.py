@@ -14,6 +14,13 @@ source work, so no speech or book an adapter was trained on is evaluated on):
 - ``theme``: "what is this text about?" over one document, with a reference written from its
   metadata (:mod:`gist_memory.data.themes`).
 
+Two more are out of domain (:mod:`evals.ood`): genres the trainer refuses, read on this machine.
+
+- ``ood-facts``: a fact of a kind the trainer never plants (``facts.HELD_OUT_KINDS``: a pet, a
+  combination, a frequency, a dock) planted in manual pages, as ``facts`` is in the test split.
+- ``ood-theme``: "what is this software for?" over a Python package's long description, the
+  reference being the package's own one-line summary.
+
 Context lengths are counted in the evaluated model's tokens. Any other dataset is a JSONL file,
 one object per line with ``id``, ``task`` (``niah``, ``fact``, ``theme`` or ``qa``), ``context``,
 ``question``, ``answer`` and optional ``needle``, ``needle_position``; LongBench lines
@@ -28,14 +35,17 @@ from pathlib import Path
 from typing import Sequence
 
 from gist_memory.data.corpus import SourceDocument, load_documents, split_documents
+from gist_memory.data.facts import open_fact_sample
 from gist_memory.data.tasks import Sample, fact_sample, passkey_sample, trim_to_tokens
 from gist_memory.data.themes import theme_sample
+
+from evals.ood import SOFTWARE_QUESTIONS, man_pages, package_descriptions, software_reference
 
 __all__ = ["BUILDERS", "TASKS", "DatasetError", "build", "load_jsonl", "write_jsonl"]
 
 #: Tasks a JSONL line may declare; ``niah``, ``fact`` and ``qa`` are scored by exact match, ``theme`` by meaning.
 TASKS = ("niah", "fact", "theme", "qa")
-BUILDERS = ("niah", "niah-ko", "facts", "theme")
+BUILDERS = ("niah", "niah-ko", "facts", "theme", "ood-facts", "ood-theme")
 _REQUIRED = ("id", "task", "context", "question", "answer")
 
 
@@ -50,7 +60,7 @@ def build(name: str, tokenizer, limit: int | None = None, seed: int = 0,
     """Samples of dataset ``name``: a builder in :data:`BUILDERS` or a path to a JSONL file.
 
     Args:
-        name: ``niah``, ``niah-ko``, ``facts``, ``theme`` or a ``.jsonl`` path.
+        name: ``niah``, ``niah-ko``, ``facts``, ``theme``, ``ood-facts``, ``ood-theme`` or a ``.jsonl`` path.
         tokenizer: the evaluated model's tokenizer (contexts are cut to lengths in its tokens).
         limit: most samples; builders make exactly this many (default: one NIAH sample per
             (length, depth) cell, 4 theme samples), files keep their first ``limit`` lines.
@@ -68,6 +78,11 @@ def build(name: str, tokenizer, limit: int | None = None, seed: int = 0,
         return _niah(tokenizer, "en", limit, seed, lengths, depths, plant_needle=_held_out_fact, name="facts")
     if name == "theme":
         return _themes(tokenizer, limit if limit is not None else 4, seed, theme_tokens)
+    if name == "ood-facts":
+        return _niah(tokenizer, "en", limit, seed, lengths, depths, plant_needle=_new_kind_fact, name="ood-facts",
+                     documents=_man_haystacks)
+    if name == "ood-theme":
+        return _software_themes(tokenizer, limit if limit is not None else 4, seed, theme_tokens)
     path = Path(name)
     if path.suffix != ".jsonl" and not path.is_file():
         raise DatasetError(f"unknown dataset {name!r}: use one of {', '.join(BUILDERS)} or a path to a .jsonl file")
@@ -88,9 +103,21 @@ def _held_out_fact(rng: random.Random, text: str, depth: float, sample_id: str, 
     return fact_sample(rng, text, depth, sample_id, held_out=True, source_id=source_id)
 
 
+def _new_kind_fact(rng: random.Random, text: str, depth: float, sample_id: str, source_id: str) -> Sample:
+    return open_fact_sample(rng, text, depth, sample_id, held_out_kind=True, source_id=source_id)
+
+
+def _man_haystacks(rng: random.Random, count: int) -> list[SourceDocument]:
+    try:  # three pages a sample covers the 2k-token cells; fewer is fine, documents are reused
+        return man_pages(rng, max(3 * count, 8), minimum=1)
+    except ValueError as exc:
+        raise DatasetError(f"ood-facts: {exc}") from None
+
+
 def _niah(tokenizer, language: str, limit: int | None, seed: int, lengths: Sequence[int],
-          depths: Sequence[float], plant_needle=None, name: str | None = None) -> list[Sample]:
-    """Needle-in-a-haystack samples: a passkey by default, or what ``plant_needle`` plants."""
+          depths: Sequence[float], plant_needle=None, name: str | None = None, documents=None) -> list[Sample]:
+    """Needle-in-a-haystack samples: a passkey by default, or what ``plant_needle`` plants, in test
+    documents of ``language``, or in ``documents(rng, count)``."""
     if not lengths or any(n < 64 for n in lengths):
         raise DatasetError(f"NIAH lengths must be token counts of at least 64, got {list(lengths)}")
     if not depths or any(not 0 < d < 1 for d in depths):
@@ -99,7 +126,7 @@ def _niah(tokenizer, language: str, limit: int | None, seed: int, lengths: Seque
     cells = [(n, d) for n in lengths for d in depths]
     count = len(cells) if limit is None else limit
     rng = random.Random(f"{name}:{seed}")  # a str seed is hashed the same way on every platform
-    pool = _test_documents(language, rng)
+    pool = documents(rng, count) if documents else _test_documents(language, rng)
     plant_key = plant_needle or (passkey_sample if language == "en" else _ko_passkey_sample)
     samples, at = [], 0
     for i in range(count):
@@ -132,6 +159,23 @@ def _themes(tokenizer, count: int, seed: int, max_tokens: int) -> list[Sample]:
         doc = ordered[i % len(ordered)]
         sample = theme_sample(rng, doc, trim_to_tokens(tokenizer, doc.text, max_tokens), f"theme-{i:04d}")
         sample.meta["context_length"] = max_tokens
+        samples.append(sample)
+    return samples
+
+
+def _software_themes(tokenizer, count: int, seed: int, max_tokens: int) -> list[Sample]:
+    rng = random.Random(f"ood-theme:{seed}")
+    pool = package_descriptions()
+    if not pool:
+        raise DatasetError("ood-theme: no installed Python package has a long description and a summary")
+    rng.shuffle(pool)
+    samples = []
+    for i in range(count):
+        doc, summary = pool[i % len(pool)]
+        sample = Sample(f"ood-theme-{i:04d}", "theme", trim_to_tokens(tokenizer, doc.text, max_tokens),
+                        rng.choice(SOFTWARE_QUESTIONS), software_reference(doc.title.split(" ", 1)[1], summary),
+                        source_id=doc.doc_id, meta={"collection": "package-descriptions", "title": doc.title,
+                                                    "language": "en", "context_length": max_tokens})
         samples.append(sample)
     return samples
 

@@ -145,3 +145,96 @@ def test_config_names_the_bad_field(kwargs, field):
 def test_config_command_reproduces_the_config():
     cfg = EvalConfig(mode="all", limit=20, top_k=3, progress=False)
     assert cfg.command() == "python evals/run.py --mode all --limit 20 --top-k 3 --progress false"
+
+
+# --------------------------------------------------------------------------- out of domain
+_PAGE = """.\\" comment that must not reach the text
+.TH FROB 1 "2020" "frob" "User Commands"
+.de XX
+a macro body that must not reach the text
+..
+.SH NAME
+frob \\- turn \\fBwidgets\\fR into \\fIgadgets\\fP
+.SH SYNOPSIS
+.B frob
+[\\-x] \\fIFILE\\fR...
+.SH DESCRIPTION
+.B frob
+reads each FILE and writes it back \\(em slowly \\(em with every widget turned into a gadget.
+{body}
+.TP
+.B \\-x
+Exit at the first widget that cannot be turned.
+"""
+
+
+def _man_dir(tmp_path, n=12):
+    import gzip
+
+    for section in ("man1", "man8"):
+        (tmp_path / section).mkdir()
+    for i in range(n):
+        body = " ".join(f"Sentence {j} of page {i} says something about widgets." for j in range(60))
+        page = _PAGE.replace("frob", f"tool{i}").replace("{body}", body)
+        (tmp_path / ("man1" if i % 2 else "man8") / f"tool{i}.{1 if i % 2 else 8}.gz").write_bytes(
+            gzip.compress(page.encode()))
+    (tmp_path / "man1" / "alias.1.gz").write_bytes(gzip.compress(b".so man1/tool1.1\n"))
+    (tmp_path / "man1" / "short.1").write_text(".SH NAME\nshort \\- too short to use\n")
+    return tmp_path
+
+
+def test_man_page_text_keeps_prose_and_drops_roff(tmp_path):
+    from evals.ood import man_to_text
+
+    text = man_to_text(_PAGE.replace("{body}", "More prose."))
+    assert "frob - turn widgets into gadgets" in text
+    assert "writes it back - slowly - with every widget" in text and "More prose." in text
+    assert "Exit at the first widget" in text
+    for gone in ("comment that must", "macro body", "[-x]", "\\f", ".TH", ".B"):
+        assert gone not in text, gone
+
+
+def test_ood_facts_plant_new_kinds_in_man_pages_only(tok, tmp_path, monkeypatch):
+    from gist_memory.data.facts import HELD_OUT_KINDS
+
+    monkeypatch.setenv("GIST_MAN_DIR", str(_man_dir(tmp_path)))
+    samples = build("ood-facts", tok, limit=6, seed=3, lengths=(400, 800), depths=(0.2, 0.8))
+    assert samples == build("ood-facts", tok, limit=6, seed=3, lengths=(400, 800), depths=(0.2, 0.8))
+    assert samples != build("ood-facts", tok, limit=6, seed=4, lengths=(400, 800), depths=(0.2, 0.8))
+    for s in samples:
+        assert s.task == "fact" and s.meta["kind"] in HELD_OUT_KINDS and s.meta["held_out_kind"]
+        assert s.needle in s.context and s.answer in s.needle
+        pages = s.source_id.split("+")
+        assert all(p.startswith("man-man") and p.split("-", 2)[2].startswith("tool") for p in pages)
+        assert "widget" in s.context and "\\f" not in s.context
+
+
+def test_ood_facts_without_man_pages_is_a_clear_error(tok, tmp_path, monkeypatch):
+    monkeypatch.setenv("GIST_MAN_DIR", str(tmp_path))
+    with pytest.raises(DatasetError, match="ood-facts: found 0 manual pages.*GIST_MAN_DIR"):
+        build("ood-facts", tok, limit=2)
+
+
+def test_ood_theme_asks_what_an_installed_package_is_for(tok):
+    import importlib.metadata as md
+
+    samples = build("ood-theme", tok, limit=5, seed=0, theme_tokens=300)
+    assert samples == build("ood-theme", tok, limit=5, seed=0, theme_tokens=300)
+    names = [s.source_id for s in samples]
+    assert len(set(names)) == 5 and "pkg-gist-memory" not in names
+    for s in samples:
+        assert s.task == "theme" and s.meta["collection"] == "package-descriptions"
+        name = s.meta["title"].split(" ", 1)[1]
+        summary = md.metadata(name)["Summary"].strip().rstrip(".")
+        assert s.answer == f"{name} is software for this: {summary}."
+        assert 0 < _n(tok, s.context) <= 300 and "```" not in s.context
+
+
+def test_trainer_corpus_never_reads_the_ood_genres():
+    import pathlib
+
+    root = pathlib.Path(__file__).resolve().parent.parent
+    for folder in ("gist_memory", "trainers"):
+        for path in (root / folder).rglob("*.py"):
+            assert "evals.ood" not in path.read_text(encoding="utf-8") and "/usr/share/man" not in \
+                path.read_text(encoding="utf-8"), path
