@@ -284,6 +284,41 @@ def test_relation_facts_use_trained_phrasings_and_half_open_values(tmp_path):
         TrainConfig(recipe="pool", relation_share=1.5)
 
 
+def test_generic_facts_draw_relations_and_shapes_but_keep_the_held_out_kinds_out(tmp_path):
+    from gist_memory.data.facts import _HELD_OUT_WORDS, KINDS, HELD_OUT_KINDS, generic_fact
+    from trainers.data import recipe_documents
+    from trainers.pool import plan_chunk
+
+    rng = random.Random(11)
+    drawn = [generic_fact(rng) for _ in range(2000)]
+    held_attrs = {a for k in KINDS if k.name in HELD_OUT_KINDS for a in k.attributes}
+    attrs = set()
+    for fact in drawn:
+        assert fact.kind == "generic" and fact.answer in fact.needle and fact.owner in fact.question
+        words = fact.needle.replace(fact.answer, "").replace(fact.owner, "")  # what the sentence itself says
+        assert not any(re.search(rf"\b{w}\b", words, re.I) for w in _HELD_OUT_WORDS), fact.needle
+        assert not any(re.search(rf"\b{a}\b", words, re.I) for a in held_attrs), fact.needle
+        assert not re.fullmatch(r"\d+-\d+-\d+", fact.answer), fact.answer  # a combination's shape
+        assert "Hz" not in fact.answer  # a frequency's
+        attrs.add(fact.question.replace(fact.owner, "").replace(fact.answer, ""))
+    shapes = {re.sub(r"[a-z]+", "a", re.sub(r"[A-Z]", "A", re.sub(r"\d+", "9", f.answer))) for f in drawn}
+    assert len(shapes) > 100 and len(attrs) > 500  # many value shapes and many (attribute, phrasing) pairs
+
+    gm = _fresh_model()
+    docs = recipe_documents(_pool_config(tmp_path, steps=1), "train")
+    plan = lambda rel, gen: plan_chunk(random.Random(5), docs, gm.tokenizer, 200, 4096, facts=3,  # noqa: E731
+                                       language="en", keyed=True, relation_share=rel, generic_share=gen)
+    tasks = [q.task for q in plan(0.0, 1.0).questions]
+    assert tasks.count("generic") == 3 and "fact" not in tasks and "relation" not in tasks and tasks.count("quote") == 3
+    # one draw serves both shares: adding generic_share 0 leaves a relation-only plan as it was
+    assert plan(0.4, 0.0).ids == plan_chunk(random.Random(5), docs, gm.tokenizer, 200, 4096, facts=3, language="en",
+                                            keyed=True, relation_share=0.4).ids
+    with pytest.raises(ValueError, match="episode recipe has no generic builder; use recipe: pool with generic_share"):
+        TrainConfig(task_mix={"niah": 1.0, "generic": 0.5})
+    with pytest.raises(ValueError, match=r"generic_share must be in \[0, 1 - relation_share\] = \[0, 0.6\]"):
+        TrainConfig(recipe="pool", relation_share=0.4, generic_share=0.7)
+
+
 def test_answer_losses_cover_every_task_of_the_chunks(tmp_path):
     from trainers.data import recipe_documents
     from trainers.pool import ContextPool

@@ -8,9 +8,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-#: Tasks the data builders can make (theme, quote and relation: the pool recipe only, see __post_init__).
-TASKS = ("niah", "fact", "qa", "recon", "theme", "quote", "relation")
-POOL_ONLY_TASKS = ("theme", "quote", "relation")
+#: Tasks the data builders can make (theme, quote, relation, generic: the pool recipe only, see __post_init__).
+TASKS = ("niah", "fact", "qa", "recon", "theme", "quote", "relation", "generic")
+POOL_ONLY_TASKS = ("theme", "quote", "relation", "generic")
 #: Fields that fix the shapes of what a checkpoint holds: a resumed run must keep them.
 SHAPE_FIELDS = ("base", "num_gist_tokens", "chunk_tokens", "lora_r", "lora_alpha", "lora_targets", "load_in_4bit")
 RECIPES = ("episode", "pool")
@@ -71,7 +71,8 @@ class TrainConfig:
         stages: curriculum over chunk length, chunks per episode and (optionally) task mix.
         task_mix: relative weights of the tasks niah, fact, qa, recon, theme, quote (a planted
             fact's sentence back, word for word; pool recipe only), relation (a fact of the
-            evaluation's relations, ``relation_share``; pool recipe only). In the pool recipe
+            evaluation's relations, ``relation_share``; pool recipe only), generic (a fact of a
+            drawn relation and value shape, ``generic_share``; pool recipe only). In the pool recipe
             they pick among the questions a chunk holds, so the shares really asked are bounded by
             ``keyed_share`` and ``facts_per_chunk`` (the log's ``tasks``).
         eval_every, eval_samples: validation through the real inference path.
@@ -92,6 +93,9 @@ class TrainConfig:
         relation_share: share of those facts that are instead one of the relations of
             ``tasks.FACT_KINDS`` (birthplace, colour, location, day, count, job) in trained
             phrasings with half-open values (``facts.relation_fact``), asked as task ``relation``.
+        generic_share: share of those facts that are instead of a drawn relation and value shape
+            (``facts.generic_fact``: "the ferry call sign is 71/0/388"), asked as task ``generic``;
+            relation_share + generic_share must not exceed 1.
         language_mix: share of pool chunks by language ('en', 'ko').
         keyed_share: share of pool chunks that hold a pass key.
         theme_share: share of pool chunks asked "what is this text about?", with the base model's
@@ -139,13 +143,14 @@ class TrainConfig:
     theme_share: float = 0.0
     theme_tokens: int = 40
     relation_share: float = 0.0
+    generic_share: float = 0.0
     loss_weighting: str = "token"
 
     def pool_contents(self) -> dict:
         """What each pool chunk holds, as ``ContextPool``'s keyword arguments."""
         return {"facts": self.facts_per_chunk, "language_mix": self.language_mix, "keyed_share": self.keyed_share,
                 "theme_share": self.theme_share, "theme_tokens": self.theme_tokens,
-                "relation_share": self.relation_share}
+                "relation_share": self.relation_share, "generic_share": self.generic_share}
 
     def __post_init__(self) -> None:
         try:
@@ -155,7 +160,8 @@ class TrainConfig:
                              "max_chunks and task_mix") from None
         object.__setattr__(self, "stages", stages)
         object.__setattr__(self, "lora_targets", tuple(self.lora_targets))
-        for name in ("lr", "grad_clip", "pool_refresh", "keyed_share", "theme_share", "relation_share"):
+        for name in ("lr", "grad_clip", "pool_refresh", "keyed_share", "theme_share", "relation_share",
+                     "generic_share"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 hint = " (YAML reads 1e-3 as text: write 1.0e-3 or 0.001)" if isinstance(value, str) else ""
@@ -180,7 +186,8 @@ class TrainConfig:
         mixes = [self.task_mix] + [s.task_mix for s in stages if s.task_mix]
         for task in POOL_ONLY_TASKS:
             if self.recipe == "episode" and any(m.get(task, 0) > 0 for m in mixes):
-                hint = {"theme": " with theme_share > 0", "relation": " with relation_share > 0"}.get(task, "")
+                hint = {"theme": " with theme_share > 0", "relation": " with relation_share > 0",
+                        "generic": " with generic_share > 0"}.get(task, "")
                 raise ValueError(f"task_mix: the episode recipe has no {task} builder; use recipe: pool{hint}")
         object.__setattr__(self, "collections", tuple(self.collections))
         if self.recipe not in RECIPES:
@@ -196,6 +203,9 @@ class TrainConfig:
             raise ValueError(f"pool_dtype must be float16, float32 or bfloat16, got {self.pool_dtype!r}")
         if not 0 <= self.relation_share <= 1:
             raise ValueError(f"relation_share must be in [0, 1], got {self.relation_share}")
+        if not 0 <= self.generic_share <= 1 - self.relation_share:
+            raise ValueError(f"generic_share must be in [0, 1 - relation_share] = [0, {1 - self.relation_share:g}], "
+                             f"got {self.generic_share}")
         if not 0 <= self.theme_share <= 1:
             raise ValueError(f"theme_share must be in [0, 1], got {self.theme_share}")
         if not isinstance(self.theme_tokens, int) or self.theme_tokens < 1:

@@ -237,3 +237,91 @@ def relation_fact(rng: random.Random) -> OpenFact:
     owner = slots["object"] if kind.name == "location" else slots["person"]
     return OpenFact(f"relation-{kind.name}", needle[0].upper() + needle[1:],
                     rng.choice(kind.questions).format(**slots), slots[_ANSWER_SLOT[kind.name]], owner)
+
+
+# --------------------------------------------------------------------------- facts of any kind
+# A fact whose relation and value shape are themselves drawn (the trainer's task ``generic``):
+# the nine kinds above are nine relations with nine value shapes, and an adapter trained on them
+# learns each kind's answer shape (a new kind's "44-49-5" came back as "4458", "97.4 MHz" as
+# "985"). Here the attribute is a modifier and a noun, the value one of many shapes, so a value
+# can only be copied. The held-out kinds stay held out: none of their attribute words or
+# relations (pets, locks, radio, moorings), no value of three hyphen-joined numbers (a
+# combination's shape) and no hertz (a frequency's). A dock's number and a pet's name share their
+# shapes with trained kinds already (numbers, invented names), as before.
+_MODIFIERS = ["spare", "backup", "office", "garden", "winter", "summer", "travel", "workshop", "library",
+              "bank", "gym", "school", "ferry", "hotel", "storage", "parking", "laboratory", "archive",
+              "family", "club", "studio", "kitchen", "warehouse", "clinic", "theatre", "market", "farm",
+              "chapel", "museum", "railway", "harbour office", "village hall", "night shift", "tram",
+              "allotment", "bakery", "observatory", "boathouse", "printing", "weather"]
+_ATTR_NOUNS = ["number", "code", "password", "label", "tag", "nickname", "signal", "plate", "key number",
+               "token", "mark", "setting", "reading", "figure", "address", "motto", "symbol", "rate",
+               "budget", "score", "record", "serial", "pin", "level", "quota", "password hint", "badge",
+               "extension", "postcode", "call sign", "ledger entry", "stamp", "marker", "shelf mark"]
+_HELD_OUT_WORDS = ("combination", "frequency", "dock", "berth", "dog", "cat", "parrot", "pony", "radio", "station")
+_GENERIC_UNITS = ["kg", "g", "mg", "m", "cm", "mm", "km", "litres", "ml", "%", "degrees", "volts", "watts",
+                  "amps", "bar", "psi", "knots", "acres", "hectares", "pages", "points", "calories", "seconds",
+                  "days", "weeks", "years", "feet", "inches", "miles", "ounces", "pints", "bytes", "MB",
+                  "pixels", "euros", "dollars", "crowns", "shillings", "tickets", "boxes", "sheets", "rounds"]
+_CURRENCIES = ["$", "£", "€", "¥"]
+_SEPARATORS = ["-", "/", ".", ":", " ", "_", "x", "#", "+"]
+_GENERIC_HAS = _HAS + (
+    "{owner} wrote down {value} as the {attr}.", "According to the records, {owner}'s {attr} reads {value}.",
+    "The {attr} on file for {owner}: {value}.", "{owner} chose {value} for the {attr}.",
+    "Ask {owner} and you will hear that the {attr} is {value}.", "{owner} keeps {value} as the {attr}.",
+    "Under {attr}, the form for {owner} says {value}.", "{owner} confirmed the {attr}, {value}, twice.")
+_GENERIC_ASK = _ASK + ("What did {owner} give as the {attr}?", "What does {owner}'s {attr} read?",
+                       "Which value is {owner}'s {attr}?", "What was recorded as the {attr} of {owner}?",
+                       "Name the {attr} of {owner}.")
+
+
+def _digits(rng: random.Random, lo: int, hi: int) -> str:
+    return "".join(rng.choice(string.digits) for _ in range(rng.randint(lo, hi)))
+
+
+def _grouped(rng: random.Random) -> str:
+    sep = rng.choice(_SEPARATORS)
+    groups = rng.choice((2, 4)) if sep == "-" else rng.randint(2, 4)  # never a combination's 3 hyphen groups
+    return sep.join(_digits(rng, 1, 4) for _ in range(groups))
+
+
+def _alnum(rng: random.Random) -> str:
+    alphabet = rng.choice((string.ascii_uppercase + string.digits, string.ascii_lowercase + string.digits,
+                           string.ascii_letters + string.digits))
+    parts = ["".join(rng.choice(alphabet) for _ in range(rng.randint(2, 5))) for _ in range(rng.randint(1, 3))]
+    return rng.choice(["-", "", ".", "/"]).join(parts)
+
+
+def _measure(rng: random.Random) -> str:
+    value = rng.choice((str(rng.randint(1, 99999)), f"{rng.uniform(0, 999):.{rng.randint(1, 3)}f}",
+                        f"-{rng.randint(1, 99)}", f"{rng.randint(1, 999)},000"))
+    unit = rng.choice(_GENERIC_UNITS)
+    return f"{value}{unit}" if unit == "%" else f"{value} {unit}"
+
+
+def _money(rng: random.Random) -> str:
+    amount = rng.choice((f"{rng.randint(1, 9999):,}", f"{rng.uniform(0, 999):.2f}"))
+    return f"{rng.choice(_CURRENCIES)}{amount}"
+
+
+def _words(rng: random.Random) -> str:
+    words = [invented_name(rng, (1, 3)) for _ in range(rng.randint(1, 3))]
+    return " ".join(w if rng.random() < 0.5 else w.lower() for w in words)
+
+
+def _word_and_number(rng: random.Random) -> str:
+    return f"{invented_name(rng, (1, 2))} {rng.randint(1, 9999)}{rng.choice(['', '', 'A', 'B', 'c'])}"
+
+
+_SHAPES = (_grouped, _alnum, _measure, _money, _words, _word_and_number, _number, _code, _date, _time)
+
+
+def generic_fact(rng: random.Random) -> OpenFact:
+    """A fact of a drawn relation ("Kel Drom's ferry call sign is 71/0/388."): attribute, value
+    shape, statement and question all drawn, none of the held-out kinds' words or shapes."""
+    attr = f"{rng.choice(_MODIFIERS)} {rng.choice(_ATTR_NOUNS)}"
+    slots = {"owner": person(rng), "attr": attr, "value": rng.choice(_SHAPES)(rng)}
+    needle = rng.choice(_GENERIC_HAS).format(**slots)
+    if not needle.startswith(slots["value"]):  # a value keeps its case ("eP1b is ...": exact copy is the point)
+        needle = needle[0].upper() + needle[1:]
+    return OpenFact("generic", needle, rng.choice(_GENERIC_ASK).format(**slots),
+                    slots["value"], slots["owner"])
