@@ -39,7 +39,7 @@ from gist_memory.data.facts import open_fact_sample
 from gist_memory.data.tasks import Sample, fact_sample, passkey_sample, trim_to_tokens
 from gist_memory.data.themes import theme_sample
 
-from evals.ood import SOFTWARE_QUESTIONS, man_pages, package_descriptions, software_reference
+from evals.ood import SOFTWARE_QUESTIONS, man_pages, package_descriptions
 
 __all__ = ["BUILDERS", "TASKS", "DatasetError", "build", "load_jsonl", "write_jsonl"]
 
@@ -171,9 +171,9 @@ def _software_themes(tokenizer, count: int, seed: int, max_tokens: int) -> list[
     rng.shuffle(pool)
     samples = []
     for i in range(count):
-        doc, summary = pool[i % len(pool)]
+        doc, reference = pool[i % len(pool)]
         sample = Sample(f"ood-theme-{i:04d}", "theme", trim_to_tokens(tokenizer, doc.text, max_tokens),
-                        rng.choice(SOFTWARE_QUESTIONS), software_reference(doc.title.split(" ", 1)[1], summary),
+                        rng.choice(SOFTWARE_QUESTIONS), reference,
                         source_id=doc.doc_id, meta={"collection": "package-descriptions", "title": doc.title,
                                                     "language": "en", "context_length": max_tokens})
         samples.append(sample)

@@ -85,7 +85,7 @@ def man_to_text(source: str) -> str:
         if in_def:
             in_def = not raw.startswith("..")
             continue
-        if raw.startswith((".\\\"", "'\\\"", '.\\"', "\\\"")):
+        if raw.startswith((".\\\"", "'\\\"", "\\\"")):  # comments
             continue
         words = ""
         if raw.startswith((".", "'")):
@@ -94,10 +94,11 @@ def man_to_text(source: str) -> str:
                 in_def = True
                 continue
             if name in ("SH", "SS"):
-                section = " ".join(_macro_args(_unescape(rest))).upper() if name == "SH" else section
-                paragraphs.append([])
+                heading = " ".join(_macro_args(_unescape(rest)))
+                section = heading.upper() if name == "SH" else section
                 if section != "SYNOPSIS":
-                    paragraphs[-1].append(" ".join(_macro_args(_unescape(rest))).capitalize() + ".")
+                    paragraphs += [[heading.capitalize() + "."], []]
+                else:
                     paragraphs.append([])
                 continue
             if name in _BREAK_MACROS:
@@ -169,6 +170,7 @@ def man_pages(rng, count: int, min_chars: int = _MIN_CHARS, root: str | Path | N
     Raises ValueError when the machine has fewer than ``minimum`` (default ``count``) usable
     pages; the message says where it looked.
     """
+    needed = count if minimum is None else minimum
     groups = man_page_groups(root)
     commands = sorted(groups)
     rng.shuffle(commands)
@@ -179,11 +181,11 @@ def man_pages(rng, count: int, min_chars: int = _MIN_CHARS, root: str | Path | N
             docs.append(doc)
             if len(docs) == count:
                 return docs
-    if len(docs) >= (count if minimum is None else minimum):
+    if len(docs) >= needed:
         return docs
     where = Path(root) if root is not None else _man_root()
     raise ValueError(f"found {len(docs)} manual pages of at least {min_chars} characters under "
-                     f"{where}/man1 and man8, {count if minimum is None else minimum} needed; install man pages or set GIST_MAN_DIR")
+                     f"{where}/man1 and man8, {needed} needed; install man pages or set GIST_MAN_DIR")
 
 
 # --------------------------------------------------------------------------- package descriptions
@@ -217,22 +219,21 @@ _OWN = {"gist-memory"}  # this project's own README is no test of reading unseen
 
 
 def package_descriptions(min_chars: int = _MIN_CHARS) -> list[tuple[SourceDocument, str]]:
-    """(document, summary) for each distribution installed in this interpreter whose long
-    description has at least ``min_chars`` characters of prose and that has a summary; sorted by
-    name, one per distribution name."""
+    """(document, reference) for each distribution installed in this interpreter whose long
+    description has at least ``min_chars`` characters of prose and that has a summary, the
+    reference being :func:`software_reference`; sorted by name, one per distribution name."""
     seen: dict[str, tuple[SourceDocument, str]] = {}
     for dist in _metadata.distributions():
         meta = dist.metadata
         name = (meta.get("Name") or "").strip()
+        key = name.lower()
         summary = (meta.get("Summary") or "").strip()
-        if not name or not summary or summary.upper() == "UNKNOWN" or name.lower() in seen or name.lower() in _OWN:
+        if not name or not summary or summary.upper() == "UNKNOWN" or key in seen or key in _OWN:
             continue
         body = meta.get_payload() if hasattr(meta, "get_payload") else None
-        body = body or meta.get("Description") or ""
-        text = _description_text(str(body))
+        text = _description_text(str(body or meta.get("Description") or ""))
         if len(text) < min_chars:
             continue
-        key = name.lower()
-        seen[key] = (SourceDocument(f"pkg-{key}", f"package {name}", text, "en",
-                                    f"package-descriptions:{key}"), summary)
+        seen[key] = (SourceDocument(f"pkg-{key}", f"package {name}", text, "en", f"package-descriptions:{key}"),
+                     software_reference(name, summary))
     return [seen[k] for k in sorted(seen)]

@@ -236,5 +236,5 @@ def test_trainer_corpus_never_reads_the_ood_genres():
     root = pathlib.Path(__file__).resolve().parent.parent
     for folder in ("gist_memory", "trainers"):
         for path in (root / folder).rglob("*.py"):
-            assert "evals.ood" not in path.read_text(encoding="utf-8") and "/usr/share/man" not in \
-                path.read_text(encoding="utf-8"), path
+            source = path.read_text(encoding="utf-8")
+            assert "evals.ood" not in source and "/usr/share/man" not in source, path
