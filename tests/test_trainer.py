@@ -335,3 +335,88 @@ def test_answer_losses_cover_every_task_of_the_chunks(tmp_path):
     losses = answer_losses(gm, pool, [0, 1, 2])
     assert {"niah", "fact"} <= set(losses) and all(v > 0 for v in losses.values())
     assert gm.training  # left as it was found
+
+
+def _model_with(targets):
+    gm = tiny_gist_model(k=4, chunk_tokens=64, lora=False)
+    with torch.no_grad():
+        gm.model.get_input_embeddings().weight.mul_(20)
+    torch.manual_seed(1)
+    gm.add_lora(r=4, alpha=8, target_modules=targets)
+    return gm
+
+
+def test_a_run_started_from_another_runs_checkpoint_adds_lora_modules_and_keeps_the_rest(tmp_path):
+    from safetensors.torch import load_file
+
+    from trainers.train import init_from_checkpoint, load_checkpoint, make_optimizer, train
+
+    attention = ("q_proj", "k_proj", "v_proj", "o_proj")
+    wider = attention + ("gate_proj", "up_proj", "down_proj")
+    train(_pool_config(tmp_path / "a", steps=6), model=_model_with(attention), progress=False, stop_after=3)
+    src = tmp_path / "a" / "run"
+    cfg = _pool_config(tmp_path / "b", steps=6, lora_r=4, lora_alpha=8, lora_targets=wider, init_from=str(src))
+    gm = _model_with(wider)
+    optimizer = make_optimizer(cfg, gm)
+    assert init_from_checkpoint(src, cfg, gm, optimizer) == 3
+    # the same function as the source (the added LoRA starts at zero) ...
+    same = _model_with(attention)
+    assert load_checkpoint(src, same, make_optimizer(cfg, same)) == 3
+    ids = torch.randint(0, 200, (1, 12))
+    with torch.no_grad():
+        torch.testing.assert_close(gm.model(input_ids=ids).logits, same.model(input_ids=ids).logits)
+    # ... and the source's AdamW moments on every parameter the source had, none on the added ones
+    names = [n for n, p in gm.named_parameters() if p.requires_grad]
+    held = {n: optimizer.state[p]["exp_avg"] for n, p in gm.named_parameters() if p in optimizer.state}
+    stored = load_file(str(src / "checkpoint" / "optimizer.safetensors"))
+    before = [n for n, p in same.named_parameters() if p.requires_grad]
+    assert sorted(held) == sorted(before) and any("mlp" in n for n in names)
+    for i, n in enumerate(before):
+        torch.testing.assert_close(held[n], stored[f"{i}.exp_avg"])
+    # train() starts there and continues; its own checkpoint then wins over init_from
+    train(cfg, model=_model_with(wider), progress=False, stop_after=2)
+    steps = [json.loads(line)["step"] for line in (tmp_path / "b" / "run" / "log.jsonl").read_text().splitlines()]
+    assert steps == [3, 4]
+    assert json.loads((tmp_path / "b" / "run" / "checkpoint" / "trainer_state.json").read_text())["step"] == 5
+    train(cfg, model=_model_with(wider), progress=False)
+    assert (tmp_path / "b" / "run" / "adapter" / "adapter_model.safetensors").is_file()
+
+
+def test_init_from_refuses_a_checkpoint_of_other_shapes(tmp_path):
+    from trainers.train import init_from_checkpoint, make_optimizer, train
+
+    attention = ("q_proj", "k_proj", "v_proj", "o_proj")
+    train(_pool_config(tmp_path / "a", steps=2), model=_model_with(attention), progress=False)
+    src = tmp_path / "a" / "run"
+    narrower = _pool_config(tmp_path / "b", steps=4, lora_r=4, lora_alpha=8, lora_targets=("q_proj",),
+                            init_from=str(src))
+    gm = _model_with(("q_proj",))
+    with pytest.raises(ValueError, match="may only add modules"):
+        init_from_checkpoint(src, narrower, gm, make_optimizer(narrower, gm))
+    with pytest.raises(ValueError, match="holds no checkpoint"):
+        init_from_checkpoint(tmp_path / "nowhere", narrower, gm, make_optimizer(narrower, gm))
+    with pytest.raises(ValueError, match="init_from must be"):
+        TrainConfig(init_from=3)
+
+
+def test_compare_pairs_two_runs_losses_step_for_step(tmp_path):
+    from trainers.compare import compare, plot
+
+    def write(run, losses, val):
+        run.mkdir()
+        rows = [{"step": s, "loss": l, "s": 2.0, "task_loss": {"fact": l, "niah": l / 2}, "tasks": {"fact": 3, "niah": 1}}
+                for s, l in losses.items()]
+        rows += [{"step": s, "val": v} for s, v in val.items()]
+        (run / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"step": 9, "lo')
+
+    write(tmp_path / "a", {s: 2.0 for s in range(0, 8)}, {4: {"fact": 0.2}, 8: {"fact": 0.3}})
+    write(tmp_path / "b", {s: 1.0 + (s >= 6) for s in range(4, 10)}, {8: {"fact": 0.4}})
+    out = compare(tmp_path / "a", tmp_path / "b", start=4)
+    assert out["steps"] == [4, 7] and out["compared"] == 4
+    assert out["a"]["task_loss"] == {"fact": 2.0, "niah": 1.0}
+    assert out["b"]["task_loss"] == {"fact": 1.5, "niah": 0.75} and out["b"]["task_loss_last_half"]["fact"] == 2.0
+    assert out["validation"] == {8: {"a": {"fact": 0.3}, "b": {"fact": 0.4}}}
+    plot(tmp_path / "a", tmp_path / "b", 4, tmp_path / "c.png")
+    assert (tmp_path / "c.png").stat().st_size > 0
+    with pytest.raises(ValueError, match="no trained step in common"):
+        compare(tmp_path / "a", tmp_path / "b", start=8)

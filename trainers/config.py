@@ -97,6 +97,11 @@ class TrainConfig:
             (``facts.generic_fact``: "the ferry call sign is 71/0/388"), asked as task ``generic``;
             relation_share + generic_share must not exceed 1.
         language_mix: share of pool chunks by language ('en', 'ko').
+        init_from: a checkpoint directory (or a run directory holding one) that a new run starts
+            from: its step, its LoRA and gist rows, and the optimizer state of every parameter it
+            has. ``lora_targets`` may add modules (their LoRA starts at zero, so the model starts
+            unchanged); base, k, chunk size and LoRA rank must match. Ignored once the run has a
+            checkpoint of its own (resuming always wins).
         keyed_share: share of pool chunks that hold a pass key.
         theme_share: share of pool chunks asked "what is this text about?", with the base model's
             answer reading the chunk as the target (context distillation); such a question's
@@ -145,6 +150,7 @@ class TrainConfig:
     relation_share: float = 0.0
     generic_share: float = 0.0
     loss_weighting: str = "token"
+    init_from: str = ""
 
     def pool_contents(self) -> dict:
         """What each pool chunk holds, as ``ContextPool``'s keyword arguments."""
@@ -218,6 +224,8 @@ class TrainConfig:
                 or any(w < 0 for w in self.language_mix.values()):
             raise ValueError(f"language_mix needs non-negative weights for 'en' and 'ko', some positive; "
                              f"got {self.language_mix}")
+        if not isinstance(self.init_from, str):
+            raise ValueError(f"init_from must be a directory path, got {self.init_from!r}")
         reserved = set(self.collections) & RESERVED_GENRES
         if reserved:
             raise ValueError(f"collections {sorted(reserved)} are reserved for out-of-domain evaluation")

@@ -1,0 +1,117 @@
+"""Compare two runs that trained on the same data stream from the same step (``init_from``).
+
+Data of step s depends only on (seed, s), so two runs with one seed see the same batch at every
+step, and each step's loss is measured before the update on that batch: its chunks are mostly
+fresh to both. The paired difference of their losses is therefore a low-noise, held-out-like
+comparison of two recipes, step for step, which 60-sample validations (+-6 points) are not::
+
+    python -m trainers.compare runs/pool-k8 runs/pool-k8-mlp --start 1950 --plot_to runs/pool-k8-mlp/compare.png
+
+It prints one JSON object: per task, both runs' question-weighted mean loss over the common steps
+(and over their last half), the steps compared, both runs' seconds per step, and their validation
+scores at each step both were scored at. Nothing in either run is changed.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def _records(run: Path) -> tuple[dict[int, dict], dict[int, dict]]:
+    """(training record by step, validation scores by step); a later record of a step wins (a resume)."""
+    train: dict[int, dict] = {}
+    val: dict[int, dict] = {}
+    for line in (run / "log.jsonl").read_text().splitlines():
+        try:
+            r = json.loads(line)
+        except ValueError:  # a line cut short by a kill
+            continue
+        if "val" in r:
+            val[r["step"]] = r["val"]
+        elif "loss" in r:
+            train[r["step"]] = r
+    return train, val
+
+
+def _task_means(rows: list[dict]) -> dict[str, float]:
+    """Each task's loss averaged over its questions (a step's task loss weighs its question count)."""
+    total: dict[str, float] = {}
+    count: dict[str, int] = {}
+    for r in rows:
+        for task, loss in r.get("task_loss", {}).items():
+            n = r.get("tasks", {}).get(task, 1)
+            total[task] = total.get(task, 0.0) + loss * n
+            count[task] = count.get(task, 0) + n
+    return {t: round(total[t] / count[t], 4) for t in sorted(total)}
+
+
+def compare(a: Path, b: Path, start: int = 0) -> dict:
+    """The paired comparison of runs ``a`` and ``b`` over the steps from ``start`` both have trained."""
+    train_a, val_a = _records(a)
+    train_b, val_b = _records(b)
+    common = sorted(s for s in train_a.keys() & train_b.keys() if s >= start)
+    if not common:
+        raise ValueError(f"{a} and {b} have no trained step in common from step {start}")
+    late = common[len(common) // 2:]
+    out: dict = {"steps": [common[0], common[-1]], "compared": len(common)}
+    for name, train in ((a.name, train_a), (b.name, train_b)):
+        out[name] = {"loss": round(sum(train[s]["loss"] for s in common) / len(common), 4),
+                     "task_loss": _task_means([train[s] for s in common]),
+                     "task_loss_last_half": _task_means([train[s] for s in late]),
+                     "s_per_step": round(sum(train[s].get("s", 0.0) for s in common) / len(common), 3)}
+    out["same_first_batch"] = train_a[common[0]].get("tasks") == train_b[common[0]].get("tasks")
+    out["validation"] = {s: {a.name: val_a[s], b.name: val_b[s]} for s in sorted(val_a.keys() & val_b.keys())
+                         if s >= start}
+    return out
+
+
+def plot(a: Path, b: Path, start: int, out_png: Path, window: int = 25) -> None:
+    """Per-task loss of both runs over the common steps (running means of ``window`` steps)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    train_a, _ = _records(a)
+    train_b, _ = _records(b)
+    common = sorted(s for s in train_a.keys() & train_b.keys() if s >= start)
+    tasks = sorted({t for s in common for t in train_a[s].get("task_loss", {})})
+    fig, axes = plt.subplots(1, len(tasks), figsize=(2.6 * len(tasks), 2.8), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        for run, train in ((a, train_a), (b, train_b)):
+            pts = [(s, train[s]["task_loss"][task]) for s in common if task in train[s].get("task_loss", {})]
+            if not pts:
+                continue
+            xs, ys = zip(*pts)
+            smooth = [sum(ys[max(0, i - window + 1):i + 1]) / len(ys[max(0, i - window + 1):i + 1])
+                      for i in range(len(ys))]
+            ax.plot(xs, smooth, label=run.name)
+        ax.set_title(task)
+        ax.set_xlabel("step")
+    axes[0][0].set_ylabel(f"answer loss (mean of {window} steps)")
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=100)
+    plt.close(fig)
+
+
+def main(a: str, b: str, start: int = 0, plot_to: str | None = None) -> dict:
+    """Print the paired comparison of runs ``a`` and ``b`` from step ``start``.
+
+    Args:
+        a, b: run directories (each with its log.jsonl).
+        start: the first step compared (the step ``b`` was started from, with init_from).
+        plot_to: also write the per-task loss curves of both runs to this PNG.
+    """
+    result = compare(Path(a), Path(b), start)
+    print(json.dumps(result, indent=1))
+    if plot_to:
+        plot(Path(a), Path(b), start, Path(plot_to))
+    return result
+
+
+if __name__ == "__main__":
+    from jsonargparse import CLI
+
+    CLI(main)
