@@ -349,7 +349,8 @@ def _model_with(targets):
 def test_a_run_started_from_another_runs_checkpoint_adds_lora_modules_and_keeps_the_rest(tmp_path):
     from safetensors.torch import load_file
 
-    from trainers.train import init_from_checkpoint, load_checkpoint, make_optimizer, train
+    from trainers.fork import init_from_checkpoint
+    from trainers.train import load_checkpoint, make_optimizer, train
 
     attention = ("q_proj", "k_proj", "v_proj", "o_proj")
     wider = attention + ("gate_proj", "up_proj", "down_proj")
@@ -383,7 +384,8 @@ def test_a_run_started_from_another_runs_checkpoint_adds_lora_modules_and_keeps_
 
 
 def test_init_from_refuses_a_checkpoint_of_other_shapes(tmp_path):
-    from trainers.train import init_from_checkpoint, make_optimizer, train
+    from trainers.fork import init_from_checkpoint
+    from trainers.train import make_optimizer, train
 
     attention = ("q_proj", "k_proj", "v_proj", "o_proj")
     train(_pool_config(tmp_path / "a", steps=2), model=_model_with(attention), progress=False)

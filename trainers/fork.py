@@ -1,0 +1,73 @@
+"""Start a new run from another run's checkpoint (``TrainConfig.init_from``), optionally with more LoRA modules."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from gist_memory.model import GistModel
+
+from .config import TrainConfig
+
+
+def _checkpoint_dir(path: Path) -> Path:
+    """``path`` itself when it holds a checkpoint, else the checkpoint of the run directory ``path``."""
+    for candidate in (path, path / "checkpoint", path / "checkpoint.old"):
+        if (candidate / "trainer_state.json").is_file() and (candidate / "adapter_config.json").is_file():
+            return candidate
+    raise ValueError(f"init_from: {path} holds no checkpoint (trainer_state.json and adapter_config.json); "
+                     "give a run directory or its checkpoint/ directory")
+
+
+def init_from_checkpoint(source: Path, cfg: TrainConfig, gm: GistModel, optimizer) -> int:
+    """Start a new run from another run's checkpoint; returns the step it continues at.
+
+    Loads the LoRA of every module the source adapted, the gist rows, and the AdamW moments of each
+    of those parameters; modules that ``cfg.lora_targets`` adds keep their fresh LoRA (B = 0, so
+    the model's output is the source's) and fresh optimizer state.
+    """
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    ckpt = _checkpoint_dir(source)
+    lora = json.loads((ckpt / "adapter_config.json").read_text())
+    gist = json.loads((ckpt / "gist_config.json").read_text())
+    old_targets = set(lora.get("target_modules") or ())
+    wrong = [f"{name}: {had!r} -> {now!r}" for name, had, now in (
+        ("num_gist_tokens", gist.get("num_gist_tokens"), cfg.num_gist_tokens),
+        ("chunk_tokens", gist.get("chunk_tokens"), cfg.chunk_tokens),
+        ("lora_r", lora.get("r"), cfg.lora_r), ("lora_alpha", lora.get("lora_alpha"), cfg.lora_alpha)) if had != now]
+    if not old_targets <= set(cfg.lora_targets):
+        wrong.append(f"lora_targets: {sorted(old_targets)} -> {sorted(cfg.lora_targets)} (may only add modules)")
+    if str(gist.get("base_model", "")).split("#")[-1] != gm.base_identity.split("#")[-1]:
+        wrong.append(f"base: {gist.get('base_model')!r} -> {gm.base_identity!r}")
+    if wrong:
+        raise ValueError(f"init_from: {ckpt} was made with other settings ({'; '.join(wrong)})")
+    loaded = set_peft_model_state_dict(gm.model, load_file(str(ckpt / "adapter_model.safetensors"),
+                                                           device=str(gm.device)))
+    if getattr(loaded, "unexpected_keys", None):
+        raise ValueError(f"init_from: {ckpt} holds tensors this model has no place for: {loaded.unexpected_keys[:3]}")
+    rows = load_file(str(ckpt / "gist_embeddings.safetensors"))["gist_embeddings"]
+    with torch.no_grad():
+        gm.gist_embeddings.copy_(rows.to(gm.gist_embeddings.dtype))
+    # The source optimizer numbered its parameters in named_parameters() order, without the added modules.
+    names = [n for n, p in gm.named_parameters() if p.requires_grad]
+    kept = [i for i, n in enumerate(names)
+            if ".lora_" not in n or n.split(".lora_")[0].rsplit(".", 1)[-1] in old_targets]
+    meta = json.loads((ckpt / "trainer_state.json").read_text())
+    tensors = load_file(str(ckpt / "optimizer.safetensors"), device=str(gm.device))
+    state: dict = {}
+    for name, value in list(tensors.items()) + list(meta["scalars"].items()):
+        pid, key = name.split(".", 1)
+        if int(pid) >= len(kept):
+            raise ValueError(f"init_from: {ckpt}'s optimizer has more parameters than its adapter")
+        state.setdefault(kept[int(pid)], {})[key] = value.cpu() if key == "step" and torch.is_tensor(value) else value
+    params = [p for p in gm.parameters() if p.requires_grad]
+    for pid, entry in state.items():
+        if entry["exp_avg"].shape != params[pid].shape:
+            raise ValueError(f"init_from: {ckpt}'s optimizer state does not fit {names[pid]}")
+    group = dict(meta["param_groups"][0], params=list(range(len(params))))
+    optimizer.load_state_dict({"state": state, "param_groups": [group]})
+    return int(meta["step"])
