@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import torch
-
 from gist_memory.model import GistModel
 
 from .config import TrainConfig
@@ -28,9 +26,6 @@ def init_from_checkpoint(source: Path, cfg: TrainConfig, gm: GistModel, optimize
     of those parameters; modules that ``cfg.lora_targets`` adds keep their fresh LoRA (B = 0, so
     the model's output is the source's) and fresh optimizer state.
     """
-    from peft import set_peft_model_state_dict
-    from safetensors.torch import load_file
-
     ckpt = _checkpoint_dir(source)
     lora = json.loads((ckpt / "adapter_config.json").read_text())
     gist = json.loads((ckpt / "gist_config.json").read_text())
@@ -45,25 +40,18 @@ def init_from_checkpoint(source: Path, cfg: TrainConfig, gm: GistModel, optimize
         wrong.append(f"base: {gist.get('base_model')!r} -> {gm.base_identity!r}")
     if wrong:
         raise ValueError(f"init_from: {ckpt} was made with other settings ({'; '.join(wrong)})")
-    loaded = set_peft_model_state_dict(gm.model, load_file(str(ckpt / "adapter_model.safetensors"),
-                                                           device=str(gm.device)))
+    from .train import restore_saved  # (train imports this module)
+
+    meta, saved, loaded = restore_saved(ckpt, gm)
     if getattr(loaded, "unexpected_keys", None):
         raise ValueError(f"init_from: {ckpt} holds tensors this model has no place for: {loaded.unexpected_keys[:3]}")
-    rows = load_file(str(ckpt / "gist_embeddings.safetensors"))["gist_embeddings"]
-    with torch.no_grad():
-        gm.gist_embeddings.copy_(rows.to(gm.gist_embeddings.dtype))
     # The source optimizer numbered its parameters in named_parameters() order, without the added modules.
     names = [n for n, p in gm.named_parameters() if p.requires_grad]
     kept = [i for i, n in enumerate(names)
             if ".lora_" not in n or n.split(".lora_")[0].rsplit(".", 1)[-1] in old_targets]
-    meta = json.loads((ckpt / "trainer_state.json").read_text())
-    tensors = load_file(str(ckpt / "optimizer.safetensors"), device=str(gm.device))
-    state: dict = {}
-    for name, value in list(tensors.items()) + list(meta["scalars"].items()):
-        pid, key = name.split(".", 1)
-        if int(pid) >= len(kept):
-            raise ValueError(f"init_from: {ckpt}'s optimizer has more parameters than its adapter")
-        state.setdefault(kept[int(pid)], {})[key] = value.cpu() if key == "step" and torch.is_tensor(value) else value
+    if saved and max(saved) >= len(kept):
+        raise ValueError(f"init_from: {ckpt}'s optimizer has more parameters than its adapter")
+    state = {kept[pid]: entry for pid, entry in saved.items()}
     params = [p for p in gm.parameters() if p.requires_grad]
     for pid, entry in state.items():
         if entry["exp_avg"].shape != params[pid].shape:

@@ -116,18 +116,14 @@ def record_config(run: Path, cfg: TrainConfig, start: int) -> None:
         fh.write(json.dumps({"from_step": start, "config": cfg.to_dict()}) + "\n")
 
 
-def load_checkpoint(run: Path, gm: GistModel, optimizer) -> int:
-    """Restore adapter, gist rows and optimizer from ``run/checkpoint``; returns the next step."""
+def restore_saved(ckpt: Path, gm: GistModel) -> tuple[dict, dict, object]:
+    """Load checkpoint ``ckpt``'s LoRA and gist rows into ``gm``; returns its trainer state, its
+    optimizer state by parameter number (as saved) and PEFT's load result."""
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
 
-    ckpt = run / "checkpoint"
-    if not (ckpt / "trainer_state.json").is_file():
-        old = run / "checkpoint.old"  # a crash between the two renames leaves the previous one here
-        if not (old / "trainer_state.json").is_file():
-            return 0
-        ckpt = old
-    set_peft_model_state_dict(gm.model, load_file(str(ckpt / "adapter_model.safetensors"), device=str(gm.device)))
+    loaded = set_peft_model_state_dict(gm.model, load_file(str(ckpt / "adapter_model.safetensors"),
+                                                           device=str(gm.device)))
     rows = load_file(str(ckpt / "gist_embeddings.safetensors"))["gist_embeddings"]
     with torch.no_grad():
         gm.gist_embeddings.copy_(rows.to(gm.gist_embeddings.dtype))
@@ -137,6 +133,18 @@ def load_checkpoint(run: Path, gm: GistModel, optimizer) -> int:
     for name, value in list(tensors.items()) + list(meta["scalars"].items()):
         pid, key = name.split(".", 1)
         state.setdefault(int(pid), {})[key] = value.cpu() if key == "step" and torch.is_tensor(value) else value
+    return meta, state, loaded
+
+
+def load_checkpoint(run: Path, gm: GistModel, optimizer) -> int:
+    """Restore adapter, gist rows and optimizer from ``run/checkpoint``; returns the next step."""
+    ckpt = run / "checkpoint"
+    if not (ckpt / "trainer_state.json").is_file():
+        old = run / "checkpoint.old"  # a crash between the two renames leaves the previous one here
+        if not (old / "trainer_state.json").is_file():
+            return 0
+        ckpt = old
+    meta, state, _ = restore_saved(ckpt, gm)
     optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
     return int(meta["step"])
 
