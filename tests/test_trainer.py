@@ -422,3 +422,19 @@ def test_compare_pairs_two_runs_losses_step_for_step(tmp_path):
     assert (tmp_path / "c.png").stat().st_size > 0
     with pytest.raises(ValueError, match="no trained step in common"):
         compare(tmp_path / "a", tmp_path / "b", start=8)
+
+
+def test_run_log_is_read_one_way_by_plot_resume_and_compare(tmp_path):
+    from trainers.runlog import read_log
+    from trainers.train import _never_scored, plot_log
+
+    log = tmp_path / "log.jsonl"
+    assert read_log(log) == ({}, {}) and _never_scored(log, {"niah"}) == {"niah"}
+    rows = [{"step": 0, "loss": 3.0, "s": 1.0}, {"step": 1, "loss": 2.5, "s": 1.0}, {"step": 2, "val": {"niah": 0.1}},
+            {"step": 1, "loss": 2.0, "s": 1.5}, [1, 2], {"no": "step"}]  # step 1 again after a resume
+    log.write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"step": 2, "loss": 1.')  # cut short by a kill
+    train, val = read_log(log)
+    assert sorted(train) == [0, 1] and train[1]["loss"] == 2.0 and val == {2: {"niah": 0.1}}
+    assert _never_scored(log, {"niah", "fact"}) == {"fact"}
+    plot_log(log, tmp_path / "training.png")  # used to raise on the cut-short line
+    assert (tmp_path / "training.png").stat().st_size > 0

@@ -17,21 +17,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-
-def _records(run: Path) -> tuple[dict[int, dict], dict[int, dict]]:
-    """(training record by step, validation scores by step); a later record of a step wins (a resume)."""
-    train: dict[int, dict] = {}
-    val: dict[int, dict] = {}
-    for line in (run / "log.jsonl").read_text().splitlines():
-        try:
-            r = json.loads(line)
-        except ValueError:  # a line cut short by a kill
-            continue
-        if "val" in r:
-            val[r["step"]] = r["val"]
-        elif "loss" in r:
-            train[r["step"]] = r
-    return train, val
+from trainers.runlog import read_log
 
 
 def _task_means(rows: list[dict]) -> dict[str, float]:
@@ -46,10 +32,10 @@ def _task_means(rows: list[dict]) -> dict[str, float]:
     return {t: round(total[t] / count[t], 4) for t in sorted(total)}
 
 
-def compare(a: Path, b: Path, start: int = 0) -> dict:
-    """The paired comparison of runs ``a`` and ``b`` over the steps from ``start`` both have trained."""
-    train_a, val_a = _records(a)
-    train_b, val_b = _records(b)
+def compare(a: Path, b: Path, start: int = 0, logs: tuple | None = None) -> dict:
+    """The paired comparison of runs ``a`` and ``b`` over the steps from ``start`` both have trained
+    (``logs``: their :func:`read_log` results, when the caller has read them already)."""
+    (train_a, val_a), (train_b, val_b) = logs or (read_log(a / "log.jsonl"), read_log(b / "log.jsonl"))
     common = sorted(s for s in train_a.keys() & train_b.keys() if s >= start)
     if not common:
         raise ValueError(f"{a} and {b} have no trained step in common from step {start}")
@@ -66,15 +52,14 @@ def compare(a: Path, b: Path, start: int = 0) -> dict:
     return out
 
 
-def plot(a: Path, b: Path, start: int, out_png: Path, window: int = 25) -> None:
+def plot(a: Path, b: Path, start: int, out_png: Path, window: int = 25, logs: tuple | None = None) -> None:
     """Per-task loss of both runs over the common steps (running means of ``window`` steps)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    train_a, _ = _records(a)
-    train_b, _ = _records(b)
+    (train_a, _), (train_b, _) = logs or (read_log(a / "log.jsonl"), read_log(b / "log.jsonl"))
     common = sorted(s for s in train_a.keys() & train_b.keys() if s >= start)
     tasks = sorted({t for s in common for t in train_a[s].get("task_loss", {})})
     fig, axes = plt.subplots(1, len(tasks), figsize=(2.6 * len(tasks), 2.8), squeeze=False)
@@ -104,10 +89,11 @@ def main(a: str, b: str, start: int = 0, plot_to: str | None = None) -> dict:
         start: the first step compared (the step ``b`` was started from, with init_from).
         plot_to: also write the per-task loss curves of both runs to this PNG.
     """
-    result = compare(Path(a), Path(b), start)
+    logs = (read_log(Path(a) / "log.jsonl"), read_log(Path(b) / "log.jsonl"))
+    result = compare(Path(a), Path(b), start, logs=logs)
     print(json.dumps(result, indent=1))
     if plot_to:
-        plot(Path(a), Path(b), start, Path(plot_to))
+        plot(Path(a), Path(b), start, Path(plot_to), logs=logs)
     return result
 
 

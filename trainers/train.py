@@ -32,6 +32,7 @@ from .data import make_sample, recipe_documents, step_samples, to_episode, train
 from .fork import init_from_checkpoint
 from .pool import ContextPool, draw_rows
 from .pool_forward import PoolLoss
+from .runlog import read_log
 from .recipe import EpisodeLoss, collate
 from .validation import validate_kept, validation_set, write_answers
 
@@ -181,10 +182,9 @@ def plot_log(log_path: Path, out_png: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
-    # A resumed run repeats the steps after its last checkpoint; the later record of a step wins.
-    train = sorted({r["step"]: r for r in rows if "loss" in r}.values(), key=lambda r: r["step"])
-    val = sorted({r["step"]: r for r in rows if "val" in r}.values(), key=lambda r: r["step"])
+    by_step, scores = read_log(log_path)
+    train = [by_step[s] for s in sorted(by_step)]
+    val = [{"step": s, "val": scores[s]} for s in sorted(scores)]
     fig, ax = plt.subplots(1, 2, figsize=(10, 3.5))
     if train:
         steps = [r["step"] for r in train]
@@ -344,15 +344,7 @@ def train(cfg: TrainConfig, model: GistModel | None = None, progress: bool = Tru
 def _never_scored(log_path: Path, tasks: set[str]) -> set[str]:
     """The validation tasks among ``tasks`` that no record of the run's log has scored (tasks added
     to the validation set since the run began)."""
-    scored: set[str] = set()
-    if log_path.exists():
-        for line in log_path.read_text().splitlines():
-            try:
-                record = json.loads(line)
-            except ValueError:  # a line cut short by a kill
-                continue
-            scored |= set(record.get("val", {}))
-    return tasks - scored
+    return tasks - {task for scores in read_log(log_path)[1].values() for task in scores}
 
 
 def main(recipe: str = "trainers/configs/default.yaml", out_dir: str | None = None, steps: int | None = None,
