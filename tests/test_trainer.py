@@ -402,7 +402,7 @@ def test_init_from_refuses_a_checkpoint_of_other_shapes(tmp_path):
 
 
 def test_compare_pairs_two_runs_losses_step_for_step(tmp_path):
-    from trainers.compare import compare, plot
+    from trainers.compare import _equal_time, compare, plot
 
     def write(run, losses, val):
         run.mkdir()
@@ -418,6 +418,11 @@ def test_compare_pairs_two_runs_losses_step_for_step(tmp_path):
     assert out["a"]["task_loss"] == {"fact": 2.0, "niah": 1.0}
     assert out["b"]["task_loss"] == {"fact": 1.5, "niah": 0.75} and out["b"]["task_loss_last_half"]["fact"] == 2.0
     assert out["validation"] == {8: {"a": {"fact": 0.3}, "b": {"fact": 0.4}}}
+    assert out["equal_time"]["seconds"] == 8.0 and out["equal_time"]["slower_reaches_step"] == 8
+    # at equal training seconds: b spends 3 s a step on steps 4-5, a 2 s, so a gets 3 steps (4, 5, 6)
+    slow, fast = {s: {"s": 3.0} for s in (4, 5)}, {s: {"s": 2.0} for s in range(4, 10)}
+    assert _equal_time(("fast", fast), ("slow", slow), common=[4, 5]) == {
+        "seconds": 6.0, "slower": "slow", "faster": "fast", "faster_reaches_step": 7, "slower_reaches_step": 6}
     plot(tmp_path / "a", tmp_path / "b", 4, tmp_path / "c.png")
     assert (tmp_path / "c.png").stat().st_size > 0
     with pytest.raises(ValueError, match="no trained step in common"):

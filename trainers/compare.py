@@ -49,7 +49,21 @@ def compare(a: Path, b: Path, start: int = 0, logs: tuple | None = None) -> dict
     out["same_first_batch"] = train_a[common[0]].get("tasks") == train_b[common[0]].get("tasks")
     out["validation"] = {s: {a.name: val_a[s], b.name: val_b[s]} for s in sorted(val_a.keys() & val_b.keys())
                          if s >= start}
+    out["equal_time"] = _equal_time((a.name, train_a), (b.name, train_b), common=common)
     return out
+
+
+def _equal_time(*runs: tuple[str, dict[int, dict]], common: list[int]) -> dict:
+    """Where the faster run stands after the training seconds the slower one spent on the common
+    steps: its step then (from its own records past the common range, where it has them)."""
+    spent = {name: sum(train[s].get("s", 0.0) for s in common) for name, train in runs}
+    (slow, _), (fast, fast_train) = sorted(runs, key=lambda run: -spent[run[0]])
+    budget, step = spent[slow], common[0]
+    while step in fast_train and budget >= fast_train[step].get("s", 0.0) > 0:
+        budget -= fast_train[step]["s"]
+        step += 1
+    return {"seconds": round(spent[slow], 1), "slower": slow, "faster": fast, "faster_reaches_step": step,
+            "slower_reaches_step": common[-1] + 1}
 
 
 def plot(a: Path, b: Path, start: int, out_png: Path, window: int = 25, logs: tuple | None = None) -> None:
