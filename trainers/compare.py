@@ -66,8 +66,15 @@ def _equal_time(*runs: tuple[str, dict[int, dict]], common: list[int]) -> dict:
             "slower_reaches_step": common[-1] + 1}
 
 
+def _running_mean(ys: list[float], window: int) -> list[float]:
+    return [sum(ys[max(0, i - window + 1):i + 1]) / len(ys[max(0, i - window + 1):i + 1]) for i in range(len(ys))]
+
+
 def plot(a: Path, b: Path, start: int, out_png: Path, window: int = 25, logs: tuple | None = None) -> None:
-    """Per-task loss of both runs over the common steps (running means of ``window`` steps)."""
+    """Per-task loss of both runs over the common steps (top) and the paired difference, ``b``'s
+    loss over ``a``'s on the same batch minus 1 (bottom), both as running means of ``window`` steps.
+    The batches' own difficulty swings the top curves far more than the runs differ; the bottom
+    row cancels it."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -76,19 +83,20 @@ def plot(a: Path, b: Path, start: int, out_png: Path, window: int = 25, logs: tu
     (train_a, _), (train_b, _) = logs or (read_log(a / "log.jsonl"), read_log(b / "log.jsonl"))
     common = sorted(s for s in train_a.keys() & train_b.keys() if s >= start)
     tasks = sorted({t for s in common for t in train_a[s].get("task_loss", {})})
-    fig, axes = plt.subplots(1, len(tasks), figsize=(2.6 * len(tasks), 2.8), squeeze=False)
-    for ax, task in zip(axes[0], tasks):
+    fig, axes = plt.subplots(2, len(tasks), figsize=(2.6 * len(tasks), 5.2), squeeze=False, sharex=True)
+    for col, task in enumerate(tasks):
+        steps = [s for s in common if task in train_a[s].get("task_loss", {}) and task in train_b[s].get("task_loss", {})]
+        if not steps:
+            continue
         for run, train in ((a, train_a), (b, train_b)):
-            pts = [(s, train[s]["task_loss"][task]) for s in common if task in train[s].get("task_loss", {})]
-            if not pts:
-                continue
-            xs, ys = zip(*pts)
-            smooth = [sum(ys[max(0, i - window + 1):i + 1]) / len(ys[max(0, i - window + 1):i + 1])
-                      for i in range(len(ys))]
-            ax.plot(xs, smooth, label=run.name)
-        ax.set_title(task)
-        ax.set_xlabel("step")
+            axes[0][col].plot(steps, _running_mean([train[s]["task_loss"][task] for s in steps], window), label=run.name)
+        ratio = [100 * (train_b[s]["task_loss"][task] / max(train_a[s]["task_loss"][task], 1e-9) - 1) for s in steps]
+        axes[1][col].plot(steps, _running_mean(ratio, window), color="black")
+        axes[1][col].axhline(0, color="grey", linewidth=1)
+        axes[0][col].set_title(task)
+        axes[1][col].set_xlabel("step")
     axes[0][0].set_ylabel(f"answer loss (mean of {window} steps)")
+    axes[1][0].set_ylabel(f"{b.name} vs {a.name}, same batch (%)", fontsize=8)
     axes[0][0].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out_png, dpi=100)
