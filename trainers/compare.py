@@ -55,7 +55,10 @@ def compare(a: Path, b: Path, start: int = 0, logs: tuple | None = None) -> dict
 
 def _equal_time(*runs: tuple[str, dict[int, dict]], common: list[int]) -> dict:
     """Where the faster run stands after the training seconds the slower one spent on the common
-    steps: its step then (from its own records past the common range, where it has them)."""
+    steps: its step then (from its own records past the common range, where it has them).
+
+    Seconds compare only between steps trained on the same machine: the same run's steps took
+    ~12 s on one session's machine and ~16 s on the next one's. Time the runs side by side."""
     spent = {name: sum(train[s].get("s", 0.0) for s in common) for name, train in runs}
     (slow, _), (fast, fast_train) = sorted(runs, key=lambda run: -spent[run[0]])
     budget, step = spent[slow], common[0]
