@@ -184,7 +184,6 @@ def plot_log(log_path: Path, out_png: Path) -> None:
 
     by_step, scores = read_log(log_path)
     train = [by_step[s] for s in sorted(by_step)]
-    val = [{"step": s, "val": scores[s]} for s in sorted(scores)]
     fig, ax = plt.subplots(1, 2, figsize=(10, 3.5))
     if train:
         steps = [r["step"] for r in train]
@@ -202,8 +201,8 @@ def plot_log(log_path: Path, out_png: Path) -> None:
     for r in train:
         total += r.get("s", 0.0)
         minutes[r["step"] + 1] = total / 60
-    for task in sorted({t for r in val for t in r["val"]}):
-        pts = [(minutes.get(r["step"], 0.0), r["val"][task]) for r in val if task in r["val"]]
+    for task in sorted({t for v in scores.values() for t in v}):
+        pts = [(minutes.get(step, 0.0), scores[step][task]) for step in sorted(scores) if task in scores[step]]
         ax[1].plot(*zip(*pts), marker="o", label=task)
     history = log_path.parent / "config-history.jsonl"  # the steps where the settings changed, as dotted lines
     changes = sorted({json.loads(line)["from_step"] for line in history.read_text().splitlines() if line.strip()}
@@ -214,7 +213,7 @@ def plot_log(log_path: Path, out_png: Path) -> None:
     ax[1].set_ylim(-0.02, 1.02)
     ax[1].set_xlabel("training minutes (step time on this machine)")
     ax[1].set_title("validation exact match (gists only)")
-    if val:
+    if scores:
         ax[1].legend()
     fig.tight_layout()
     fig.savefig(out_png, dpi=110)
