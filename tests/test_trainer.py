@@ -36,6 +36,35 @@ def test_bad_config_names_the_field(tmp_path):
         TrainConfig.from_yaml(bad)
 
 
+def test_a_config_extends_another_key_by_key_and_bad_chains_are_one_line_errors(tmp_path):
+    (tmp_path / "base.yaml").write_text("steps: 40\nlr: 0.002\ntask_mix: {niah: 1.0, fact: 0.5}\n")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "mid.yaml").write_text("extends: ../base.yaml\nlr: 0.003\n")
+    (tmp_path / "child.yaml").write_text("extends: sub/mid.yaml\ntask_mix: {qa: 1.0}\n")
+    cfg = TrainConfig.from_yaml(tmp_path / "child.yaml")
+    assert (cfg.steps, cfg.lr) == (40, 0.003)  # the parent's key, then the middle file's
+    assert cfg.task_mix == {"qa": 1.0}  # a mapping is replaced whole, not merged
+    (tmp_path / "a.yaml").write_text("extends: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("extends: a.yaml\n")
+    with pytest.raises(ValueError, match="cycle"):
+        TrainConfig.from_yaml(tmp_path / "a.yaml")
+    (tmp_path / "orphan.yaml").write_text("extends: nowhere.yaml\n")
+    with pytest.raises(ValueError, match="nowhere.yaml.*is not a file"):
+        TrainConfig.from_yaml(tmp_path / "orphan.yaml")
+
+
+def test_the_campaign_configs_extend_the_pool_recipe_and_differ_only_where_they_say():
+    """pool-k8m, pool-mlp and pool-lr were copies of pool.yaml; each now names only what it changes,
+    and everything else comes from pool.yaml."""
+    configs = Path(__file__).parent.parent / "trainers" / "configs"
+    pool = TrainConfig.from_yaml(configs / "pool.yaml").to_dict()
+    changed = {"pool-k8m": {"init_from", "lora_targets", "out_dir"}, "pool-mlp": {"init_from", "lora_targets", "out_dir"},
+               "pool-lr": {"init_from", "out_dir", "steps"}}
+    for name, keys in changed.items():
+        cfg = TrainConfig.from_yaml(configs / f"{name}.yaml").to_dict()
+        assert {k for k in cfg if cfg[k] != pool[k]} == keys, name
+
+
 def test_no_label_token_can_attend_to_any_context_token():
     """docs/design.md invariant 1 on the collator's real output: every row that predicts a label
     (and every post-gist row at all) has every context column masked."""

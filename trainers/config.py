@@ -256,13 +256,20 @@ class TrainConfig:
         return cls(**data)
 
 
-def read_yaml(path: str | Path) -> dict:
+def read_yaml(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict:
     """The mapping a YAML file holds (empty: {}), refusing a file that is not YAML or not a mapping
-    with a one-line ValueError that names it and the line."""
+    with a one-line ValueError that names it and the line.
+
+    A file may start from another: ``extends: pool.yaml`` (a path relative to the file's own
+    folder) takes every key of that file, then this file's keys replace those they name, whole
+    (a ``task_mix`` given here replaces the parent's mapping, it is not merged into it). Chains
+    work; a cycle or a missing parent is a one-line ValueError.
+    """
     import yaml
 
+    path = Path(path)
     try:
-        data = yaml.safe_load(Path(path).read_text())
+        data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
@@ -271,4 +278,15 @@ def read_yaml(path: str | Path) -> dict:
         return {}
     if not isinstance(data, dict):
         raise ValueError(f"{path} holds a YAML {type(data).__name__}, not a mapping of config keys to values")
-    return data
+    if "extends" not in data:
+        return data
+    parent = data.pop("extends")
+    if not isinstance(parent, str) or not parent:
+        raise ValueError(f"{path}: extends must name a YAML file, got {parent!r}")
+    parent_path = (path.parent / parent).resolve()
+    chain = _seen + (path.resolve(),)
+    if parent_path in chain:
+        raise ValueError(f"{path}: extends {parent} makes a cycle ({' -> '.join(p.name for p in chain + (parent_path,))})")
+    if not parent_path.is_file():
+        raise ValueError(f"{path}: extends {parent}, but {parent_path} is not a file")
+    return {**read_yaml(parent_path, chain), **data}
