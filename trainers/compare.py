@@ -32,13 +32,19 @@ def _task_means(rows: list[dict]) -> dict[str, float]:
     return {t: round(total[t] / count[t], 4) for t in sorted(total)}
 
 
+def _common_steps(a: Path, b: Path, train_a: dict, train_b: dict, start: int) -> list[int]:
+    """The steps from ``start`` that both runs trained, in order; a ValueError when there are none."""
+    common = sorted(s for s in train_a.keys() & train_b.keys() if s >= start)
+    if not common:
+        raise ValueError(f"{a} and {b} have no trained step in common from step {start}")
+    return common
+
+
 def compare(a: Path, b: Path, start: int = 0, logs: tuple | None = None) -> dict:
     """The paired comparison of runs ``a`` and ``b`` over the steps from ``start`` both have trained
     (``logs``: their :func:`read_log` results, when the caller has read them already)."""
     (train_a, val_a), (train_b, val_b) = logs or (read_log(a / "log.jsonl"), read_log(b / "log.jsonl"))
-    common = sorted(s for s in train_a.keys() & train_b.keys() if s >= start)
-    if not common:
-        raise ValueError(f"{a} and {b} have no trained step in common from step {start}")
+    common = _common_steps(a, b, train_a, train_b, start)
     late = common[len(common) // 2:]
     out: dict = {"steps": [common[0], common[-1]], "compared": len(common)}
     for name, train in ((a.name, train_a), (b.name, train_b)):
@@ -84,7 +90,7 @@ def plot(a: Path, b: Path, start: int, out_png: Path, window: int = 25, logs: tu
     import matplotlib.pyplot as plt
 
     (train_a, _), (train_b, _) = logs or (read_log(a / "log.jsonl"), read_log(b / "log.jsonl"))
-    common = sorted(s for s in train_a.keys() & train_b.keys() if s >= start)
+    common = _common_steps(a, b, train_a, train_b, start)
     tasks = sorted({t for s in common for t in train_a[s].get("task_loss", {})})
     fig, axes = plt.subplots(2, len(tasks), figsize=(2.6 * len(tasks), 5.2), squeeze=False, sharex=True)
     for col, task in enumerate(tasks):
