@@ -169,8 +169,24 @@ class GistStore:
         else:
             self._prepare_directory()
             self._db = sqlite3.connect(self.path / CATALOG, timeout=30, check_same_thread=False)
-            self._db.executescript(_SCHEMA)
         self._db.row_factory = sqlite3.Row
+        self._open_catalog()
+
+    def _open_catalog(self) -> None:
+        """Create the catalogue's tables (read-only: read its schema) now, so that a damaged
+        ``catalog.sqlite`` is one clear error at open, not sqlite3's at the first query."""
+        try:
+            if self.read_only:
+                self._db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            else:
+                self._db.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            if isinstance(exc, sqlite3.OperationalError):  # locked, or cannot be opened: not damage
+                raise
+            self._db.close()
+            raise CacheFormatError(f"{self.path / CATALOG} is not a readable SQLite catalogue ({exc}); it holds the "
+                                   "store's documents and chunks: restore it from a copy, or build the store anew "
+                                   "in an empty directory") from None
 
     def _prepare_directory(self) -> None:
         try:

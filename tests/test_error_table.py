@@ -831,3 +831,11 @@ def _(ctx):
 def _(ctx):
     (cid,) = ctx.mem.compress_texts(["The vault code is 4417."])
     ctx.mem.gist_tag(cid, scope="")
+
+
+# ------------------------------------------------------------------------------------------ damaged store files
+@case(101)
+def _(ctx):
+    ctx.mem.close()
+    (ctx.tmp / "store" / "catalog.sqlite").write_bytes(b"not a database " * 80)
+    ctx.memory("store", read_only=True)

@@ -598,3 +598,19 @@ def test_a_damaged_store_manifest_is_a_one_line_error_naming_the_file(tmp_path, 
         with pytest.raises(CacheFormatError, match=message) as err:
             opener()
         assert "store.json" in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("damage", ["garbage", "cut"])
+def test_a_damaged_catalogue_is_a_one_line_error_naming_the_file(tmp_path, gm, damage):
+    from gist_memory.errors import CacheFormatError
+
+    path = tmp_path / "s"
+    with open_memory(path, gm) as m:
+        m.add(CONTRACT, progress=False)
+    db = path / "catalog.sqlite"
+    db.write_bytes(b"not a database " * 80 if damage == "garbage" else db.read_bytes()[:1000])
+    for opener in (lambda: open_memory(path, gm), lambda: open_memory(path, gm, read_only=True),
+                   lambda: GistMemory.load(path, model=gm, embedder=HashEmbedder())):
+        with pytest.raises(CacheFormatError, match="catalog.sqlite is not a readable SQLite catalogue") as err:
+            opener()
+        assert "\n" not in str(err.value)
