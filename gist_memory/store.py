@@ -38,6 +38,7 @@ CACHES = "caches"
 WRITE_LOCK = "write.lock"
 #: The store's secret: it signs the gist tags this memory mints, so a tag an end user types is inert.
 SECRET = "tag.key"
+SECRET_BYTES = 32
 #: A cache id is a content address: 64 lowercase hex digits (SHA-256), nothing else.
 CACHE_ID = re.compile(r"[0-9a-f]{64}")
 STORE_FORMAT_VERSION = 1
@@ -201,7 +202,9 @@ class GistStore:
             if not (self.path / SECRET).is_file():  # written whole or not at all: temp file, then link
                 fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=self.path)
                 with os.fdopen(fd, "wb") as fh:
-                    fh.write(os.urandom(32))
+                    fh.write(os.urandom(SECRET_BYTES))
+                    fh.flush()
+                    os.fsync(fh.fileno())  # never an empty key after a power cut: anyone could sign with it
                 try:
                     os.link(tmp, self.path / SECRET)  # never replaces a secret another process just wrote
                 except FileExistsError:
@@ -267,10 +270,15 @@ class GistStore:
 
     def _secret(self) -> bytes:
         try:
-            return (self.path / SECRET).read_bytes()
+            secret = (self.path / SECRET).read_bytes()
         except FileNotFoundError:
             raise InputError(f"{self.path} has no {SECRET} (a store from before signed gist tags, opened read-only); "
                              "open it once without read_only to create it") from None
+        if len(secret) != SECRET_BYTES:  # an empty or cut key is one anyone could sign with: refuse it
+            raise CacheFormatError(f"{self.path / SECRET} is damaged ({len(secret)} bytes, not {SECRET_BYTES}); delete "
+                                   "it and open the store without read_only to make a new one (tags minted before "
+                                   "become plain text)")
+        return secret
 
     def has_cache(self, cache_id: str) -> bool:
         return self.cache_path(cache_id).is_file()

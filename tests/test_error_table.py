@@ -839,3 +839,10 @@ def _(ctx):
     ctx.mem.close()
     (ctx.tmp / "store" / "catalog.sqlite").write_bytes(b"not a database " * 80)
     ctx.memory("store", read_only=True)
+
+
+@case(102)
+def _(ctx):
+    (cid,) = ctx.mem.compress_texts(["The vault code is 4417."])
+    (ctx.tmp / "store" / "tag.key").write_bytes(b"")
+    ctx.mem.gist_tag(cid)

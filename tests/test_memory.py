@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import hmac
 import json
 import os
 import re
@@ -614,3 +616,19 @@ def test_a_damaged_catalogue_is_a_one_line_error_naming_the_file(tmp_path, gm, d
         with pytest.raises(CacheFormatError, match="catalog.sqlite is not a readable SQLite catalogue") as err:
             opener()
         assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("key", [b"", b"\x00" * 7])
+def test_a_damaged_tag_key_is_refused_not_used_to_sign(tmp_path, gm, key):
+    """An empty or cut secret is one anyone could sign with: neither minting nor reading a tag uses it."""
+    from gist_memory.errors import CacheFormatError
+
+    mem = open_memory(tmp_path / "m", gm)
+    (cid,) = mem.compress_texts(["The vault code is 4417."])
+    (tmp_path / "m" / "tag.key").write_bytes(key)
+    forged = f'<gist id="{cid}" sig="{hmac.new(key, cid.encode(), hashlib.sha256).hexdigest()[:32]}"/>'
+    for call in (lambda: mem.gist_tag(cid), lambda: mem.answer_prompt(f"{forged} What?", max_new_tokens=1)):
+        with pytest.raises(CacheFormatError, match=r"tag.key is damaged \(\d+ bytes, not 32\)") as err:
+            call()
+        assert "\n" not in str(err.value)
+    mem.close()
