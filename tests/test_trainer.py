@@ -232,6 +232,25 @@ def test_resume_with_other_shapes_is_refused_and_configs_keep_their_history(tmp_
     assert [(h["from_step"], h["config"]["steps"]) for h in history] == [(0, 4), (2, 6)]
 
 
+@pytest.mark.parametrize("change", [{"lora_r": 8}, {"lora_alpha": 16}, {"lora_targets": ("q_proj", "v_proj")},
+                                    {"base": "HuggingFaceTB/SmolLM2-360M-Instruct"}])
+def test_resume_with_another_lora_or_base_is_refused_before_any_weight_loads(tmp_path, change):
+    """The LoRA rank, scale and modules and the base shape the checkpoint's tensors: a resume that
+    changes one would die in a size mismatch (or load into the wrong model), so it is refused."""
+    import yaml
+
+    from trainers.train import check_resume
+
+    run = tmp_path / "run"
+    (run / "checkpoint").mkdir(parents=True)
+    (run / "checkpoint" / "trainer_state.json").write_text("{}")
+    (run / "config.yaml").write_text(yaml.safe_dump(_config(tmp_path, steps=4).to_dict(), sort_keys=False))
+    check_resume(run, _config(tmp_path, steps=8))  # a longer schedule is a valid resume
+    field = next(iter(change))
+    with pytest.raises(ValueError, match=rf"holds a checkpoint made with other settings \({field}: "):
+        check_resume(run, _config(tmp_path, steps=4, **change))
+
+
 def test_pool_recipe_trains_theme_questions_with_the_base_models_answers(tmp_path):
     from trainers.pool import ContextPool
     from trainers.data import recipe_documents
