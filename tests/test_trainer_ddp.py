@@ -9,34 +9,47 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 SCRIPT = textwrap.dedent("""
     import json, os, sys
     from pathlib import Path
     sys.path.insert(0, {tests!r})
     import torch
     import trainers.train as T
-    from test_trainer import _fresh_model, _pool_config
+    from test_trainer import _config, _fresh_model, _pool_config
 
     out = Path({out!r})
     rank = int(os.environ["RANK"])
     seen = []
-    real = T.draw_rows
-    def spy(rng, drawn, *args, **kw):
-        seen.append([c.number for c in drawn] + [c.ids[:4] for c in drawn])
-        return real(rng, drawn, *args, **kw)
-    T.draw_rows = spy
+    if {recipe!r} == "pool":  # the chunks a step draws from the rank's pool
+        real = T.draw_rows
+        def spy(rng, drawn, *args, **kw):
+            seen.append([c.number for c in drawn] + [c.ids[:4] for c in drawn])
+            return real(rng, drawn, *args, **kw)
+        T.draw_rows = spy
+        cfg = _pool_config(out, steps=3)
+    else:  # the fresh samples a step builds
+        real = T.step_samples
+        def spy(*args, **kw):
+            batch = real(*args, **kw)
+            seen.append([(s.context[:80], s.answer) for s in batch])
+            return batch
+        T.step_samples = spy
+        cfg = _config(out, steps=3)
     gm = _fresh_model()
-    T.train(_pool_config(out, steps=3), model=gm, progress=False)
+    T.train(cfg, model=gm, progress=False)
     weights = [p.detach().double().sum().item() for p in gm.parameters() if p.requires_grad]
     (out / f"seen-{{rank}}.json").write_text(json.dumps({{"seen": seen, "weights": weights}}))
 """)
 
 
-def test_two_processes_draw_different_data_and_one_writes(tmp_path):
+@pytest.mark.parametrize("recipe", ["pool", "episode"])
+def test_two_processes_draw_different_data_and_one_writes(tmp_path, recipe):
     out = tmp_path / "ddp"
     out.mkdir()
     script = tmp_path / "run.py"
-    script.write_text(SCRIPT.format(tests=str(Path(__file__).parent), out=str(out)))
+    script.write_text(SCRIPT.format(tests=str(Path(__file__).parent), out=str(out), recipe=recipe))
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
                            "--master_port", "29517", str(script)], capture_output=True, text=True, timeout=600,
                           cwd=Path(__file__).parent.parent, env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
@@ -44,7 +57,7 @@ def test_two_processes_draw_different_data_and_one_writes(tmp_path):
     ranks = [json.loads((out / f"seen-{r}.json").read_text()) for r in (0, 1)]
     seen = [r["seen"] for r in ranks]
     assert len(seen[0]) == len(seen[1]) == 3
-    assert all(a != b for a, b in zip(*seen)), "both ranks drew the same chunks"
+    assert all(a != b for a, b in zip(*seen)), f"both ranks drew the same {recipe} data"
     # gradients are averaged across ranks, so both hold the same weights after different data
     assert ranks[0]["weights"] == ranks[1]["weights"]
     rows = [json.loads(line) for line in (out / "run" / "log.jsonl").read_text().splitlines()]
