@@ -1,0 +1,104 @@
+"""Where exact fact recall is lost: a paired probe over facts per chunk and the text around them.
+
+Validation's facts sit alone in 256-480 tokens of real text and come back right about a third of
+the time, as near misses (README, evidence item 11). Two causes predict different things:
+
+- **capacity**: a chunk's k gists hold only so much, so recall falls as a chunk holds more facts
+  (training chunks hold a pass key and three);
+- **selection**: the gists must find the planted sentence among real text full of numbers and
+  names, so recall rises when the text around the facts is taken away.
+
+Every sample ``i`` draws one text and ``max(facts)`` facts of trained kinds once; each condition
+keeps the first ``n`` facts (with or without the text) and asks about the first, so conditions
+differ only in what they vary (paired). Answers come from the gists alone, through
+``validation.validate_kept`` (the inference path over kept context KV).
+
+    python -m trainers.probe --adapter runs/pool-k8m/checkpoint --samples 60
+"""
+
+from __future__ import annotations
+
+import json
+import random
+
+import torch
+
+from gist_memory.data.facts import open_fact
+from gist_memory.data.tasks import plant
+
+from .data import sample_text
+from .pool import ChunkPlan, chunks_kv
+from .validation import ValSample, validate_kept
+
+
+def probe_set(gm, docs, n: int, facts: tuple[int, ...], text_tokens: int, seed: int = 0) -> list[ValSample]:
+    """``n`` paired samples per condition ``f{n_facts}-{text|bare}``, context KV computed here."""
+    drafts = []
+    for i in range(n):
+        rng = random.Random(f"probe-{seed}-{i}")
+        text = sample_text(rng, docs["en"], gm.tokenizer, text_tokens)[0]
+        drawn = [open_fact(rng) for _ in range(max(facts))]
+        depths = [rng.uniform(0.1, 0.9) for _ in drawn]
+        order = list(range(max(facts)))
+        rng.shuffle(order)  # the bare chunks list the facts in a drawn order, the asked one anywhere
+        for n_facts in facts:
+            kept = [drawn[j] for j in order if j < n_facts]
+            with_text = text
+            for fact, depth in zip(drawn[:n_facts], depths):
+                with_text = plant(with_text, fact.needle, depth)
+            for name, context in ((f"f{n_facts}-text", with_text), (f"f{n_facts}-bare", " ".join(f.needle for f in kept))):
+                ids = gm.tokenizer(context, add_special_tokens=False)["input_ids"][:gm.gist.chunk_tokens]
+                drafts.append((name, ids, drawn[0].question, drawn[0].answer))
+    kept_kv = []
+    for start in range(0, len(drafts), 8):
+        kept_kv += chunks_kv(gm, [ChunkPlan(ids) for _, ids, _, _ in drafts[start:start + 8]],
+                             storage_dtype=torch.float16)
+    return [ValSample(name, [chunk], q, a) for (name, _, q, a), chunk in zip(drafts, kept_kv)]
+
+
+def main(adapter: str = "default", recipe: str = "trainers/configs/pool.yaml", samples: int = 60,
+         facts: str = "1,3,6", text_tokens: int = 448, num_threads: int = 2, out: str | None = None,
+         answers_out: str | None = None) -> dict:
+    """Exact match from the gists by condition: facts per chunk x with or without real text.
+
+    Args:
+        adapter: 'default', 'none' or an adapter directory (a run's ``checkpoint/``).
+        recipe: the training config whose seed and collections pick the validation documents.
+        samples: paired samples per condition.
+        facts: comma-separated numbers of facts planted per chunk (the first is asked).
+        text_tokens: tokens of real text around the facts in the ``text`` conditions.
+        num_threads: torch CPU threads.
+        out: also write the scores as JSON here.
+        answers_out: write every answer (JSON lines) here.
+    """
+    from gist_memory.model import GistModel
+
+    from .config import TrainConfig
+    from .data import recipe_documents
+    from .validation import write_answers
+
+    counts = tuple(int(x) for x in facts.split(","))
+    if not counts or min(counts) < 1:
+        raise ValueError(f"facts must list positive numbers, got {facts!r}")
+    torch.set_num_threads(num_threads)
+    cfg = TrainConfig.from_yaml(recipe)
+    gm = GistModel.from_pretrained(cfg.base, adapter=adapter, num_gist_tokens=cfg.num_gist_tokens,
+                                   chunk_tokens=cfg.chunk_tokens)
+    val = probe_set(gm, recipe_documents(cfg, "validation"), samples, counts, text_tokens, seed=cfg.seed)
+    given: list[dict] = []
+    scores = validate_kept(gm, val, answers=given)
+    if answers_out:
+        write_answers(answers_out, given)
+    record = {"adapter": gm.adapter_identity, "samples_per_condition": samples, "text_tokens": text_tokens,
+              "exact_match": scores}
+    print(json.dumps(record))
+    if out:
+        with open(out, "w") as fh:
+            json.dump(record, fh, indent=2)
+    return record
+
+
+if __name__ == "__main__":
+    from jsonargparse import CLI
+
+    CLI(main, as_positional=False)
