@@ -20,7 +20,7 @@ import os
 import threading
 from pathlib import Path
 
-from .errors import InputError
+from .errors import CacheFormatError, InputError
 
 LOCK = "chroma.lock"
 
@@ -64,11 +64,18 @@ class VectorIndex:
     def _open(self) -> None:
         import chromadb
         from chromadb.config import Settings
+        from chromadb.errors import InternalError
 
         if self._client is not None:
             self._client.close()
-        self._client = chromadb.PersistentClient(path=str(self._path / "chroma"),
-                                                 settings=Settings(anonymized_telemetry=False))
+        try:
+            self._client = chromadb.PersistentClient(path=str(self._path / "chroma"),
+                                                     settings=Settings(anonymized_telemetry=False))
+        except InternalError as exc:  # its database is not SQLite, or is malformed: a raw Rust error otherwise
+            reason = " ".join(str(exc).split()) or type(exc).__name__
+            raise CacheFormatError(f"the vector index in {self._path / 'chroma'} cannot be opened ({reason}); if it "
+                                   "is damaged, restore the store from a copy, or build it anew in an empty "
+                                   "directory") from None
         self._collection = self._get_collection()
 
     def _check_can_open(self) -> None:

@@ -846,3 +846,10 @@ def _(ctx):
     (cid,) = ctx.mem.compress_texts(["The vault code is 4417."])
     (ctx.tmp / "store" / "tag.key").write_bytes(b"")
     ctx.mem.gist_tag(cid)
+
+
+@case(103)
+def _(ctx):
+    ctx.mem.close()
+    (ctx.tmp / "store" / "chroma" / "chroma.sqlite3").write_bytes(b"not a database " * 80)
+    ctx.memory("store")

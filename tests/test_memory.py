@@ -632,3 +632,16 @@ def test_a_damaged_tag_key_is_refused_not_used_to_sign(tmp_path, gm, key):
             call()
         assert "\n" not in str(err.value)
     mem.close()
+
+
+def test_a_damaged_vector_index_is_a_one_line_error_naming_it(tmp_path, gm):
+    from gist_memory.errors import CacheFormatError
+
+    path = tmp_path / "s"
+    with open_memory(path, gm) as m:
+        m.add(CONTRACT, progress=False)
+    (path / "chroma" / "chroma.sqlite3").write_bytes(b"not a database " * 80)
+    with pytest.raises(CacheFormatError, match=r"the vector index in .*chroma cannot be opened \(.*file is not a "
+                                               r"database\); if it is damaged, restore the store") as err:
+        open_memory(path, gm)
+    assert "\n" not in str(err.value)
