@@ -551,13 +551,15 @@ def test_a_half_read_stream_makes_the_next_call_fail_fast_not_hang(mem, mode):
     mem.add("Another document about lighthouses.", progress=False)
 
 
-def test_an_abandoned_stream_releases_the_model_when_collected(mem):
+@pytest.mark.parametrize("mode", ["rag", "gist"])
+def test_an_abandoned_stream_releases_the_model_when_collected(mem, mode):
     import gc
 
-    stream = _half_read(mem, "rag")
+    stream = _half_read(mem, mode)
     del stream
     gc.collect()
-    assert mem.query(QUESTION, mode="rag", max_new_tokens=2).text is not None
+    assert mem.query(QUESTION, mode="rag", max_new_tokens=2).text is not None  # a text generation: the model alone
+    mem.add("Another document about lighthouses.", progress=False)  # compression: the model alone
 
 
 def test_another_thread_waiting_on_a_held_model_gives_up_with_an_error(mem):
