@@ -7,7 +7,7 @@ from collections.abc import Iterable
 
 from .answers import Answer, AnswerStream, Source
 from .config import MODES
-from .errors import CacheFormatError, InputError
+from .errors import InputError
 from .tags import check_scope, render_turns, split_gist_refs
 
 
@@ -155,12 +155,11 @@ class Query:
         return kept, {"caches": caches}, retrieved
 
     def _load_cache(self, cache_id: str):
-        """A stored cache; ``_Deleted`` when its file went away (a delete ran meanwhile)."""
+        """A stored cache; ``_Deleted`` when a delete removed it meanwhile (the store raises
+        CacheFormatError instead when the catalogue still lists it: its file was lost)."""
         try:
             return self.store.load_cache(cache_id, self.gm.cache_identity)
-        except (InputError, CacheFormatError, FileNotFoundError):
-            if self.store.has_cache(cache_id):
-                raise
+        except InputError:
             raise _Deleted([cache_id]) from None
 
     def answer_from_sources(self, question: str, sources, mode: str = "hybrid", max_new_tokens: int = 64,

@@ -288,10 +288,49 @@ class GistStore:
         cache.save(self.cache_path(cache_id))
 
     def load_cache(self, cache_id: str, expect: dict) -> GistCache:
-        """Read one cache, refusing one made by another model (``expect`` is the model's cache identity)."""
-        if not self.has_cache(cache_id):
-            raise InputError(f"no gist cache {cache_id!r} in {self.path}; compress the text first")
-        return GistCache.load(self.cache_path(cache_id), expect=expect)
+        """Read one cache, refusing one made by another model (``expect`` is the model's cache identity).
+
+        A cache that is not stored is an InputError when nothing lists it (never stored, or deleted,
+        perhaps while this read it), and a CacheFormatError naming the file when the catalogue still
+        lists it: then the file was lost (removed by hand, disk damage), and asking again cannot help.
+        """
+        path = self.cache_path(cache_id)
+        try:
+            return GistCache.load(path, expect=expect)
+        except (CacheFormatError, FileNotFoundError):
+            if path.is_file():  # there, but damaged
+                raise
+        lost = self._lost_cache(cache_id)
+        if lost is not None:
+            raise lost
+        raise InputError(f"no gist cache {cache_id!r} in {self.path}; compress the text first")
+
+    def _lost_cache(self, cache_id: str) -> CacheFormatError | None:
+        """The error for a cache the catalogue lists but whose file is missing; None when nothing lists it.
+
+        Told apart from a concurrent delete in one read transaction: while it holds SQLite's shared
+        lock no writer commits, and every writer (one at a time, ``writing()``) writes a cache file
+        before listing it and unlists it before removing the file. So a cache listed in this
+        snapshot whose file is missing was not removed by a delete: its file was lost.
+        """
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                docs = [r["doc_id"] for r in self._db.execute(
+                    "SELECT DISTINCT doc_id FROM chunks WHERE cache_id = ? ORDER BY doc_id", (cache_id,))]
+                text = self._db.execute("SELECT 1 FROM texts WHERE cache_id = ?", (cache_id,)).fetchone()
+                if self.has_cache(cache_id) or not (docs or text):
+                    return None
+            finally:
+                self._db.commit()
+        if docs:
+            names = ", ".join(map(repr, docs[:3])) + (" ..." if len(docs) > 3 else "")
+            what, them = (f"documents {names}", "them") if len(docs) > 1 else (f"document {names}", "it")
+            fix = f"delete {them} and add {them} again (memory.delete({docs[0]!r}), then memory.add with the same text)"
+        else:
+            what, fix = "a text compress_texts compressed", "compress that text again (memory.compress_texts)"
+        return CacheFormatError(f"{self.cache_path(cache_id)} is missing, though the catalogue lists it (the gist "
+                                f"cache of {what}); the store is damaged: {fix}, or restore the store from a copy")
 
     def register_text(self, cache_id: str, n_tokens: int) -> None:
         """Keep a cache made by ``compress_texts`` when documents that share it are deleted."""

@@ -853,3 +853,9 @@ def _(ctx):
     ctx.mem.close()
     (ctx.tmp / "store" / "chroma" / "chroma.sqlite3").write_bytes(b"not a database " * 80)
     ctx.memory("store")
+
+
+@case(104)
+def _(ctx):
+    ctx.mem.store.cache_path(ctx.mem.store.chunks_of(["contract"])[1]["cache_id"]).unlink()
+    ctx.mem.query(QUESTION, mode="gist", max_new_tokens=2)
