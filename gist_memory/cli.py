@@ -234,9 +234,14 @@ def mask(output: str = "gist_mask.png", chunk_lengths: IntList = IntList((6, 5))
     """
     import torch
 
+    from .config import check_gist_settings
     from .mask import episode_layout, gist_attention_allowed
     from .viz import render_mask
 
+    try:  # a mask without gist tokens would draw a picture of nothing the model does
+        check_gist_settings(gist_tokens, chunk_tokens, names=("--gist-tokens", "--chunk-tokens"))
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
     if text is None and question is None:
         if not chunk_lengths or min(chunk_lengths) < 1 or post < 0:
             raise InputError(f"--chunk-lengths needs positive lengths and --post >= 0, got {list(chunk_lengths)}"

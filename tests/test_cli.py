@@ -83,6 +83,15 @@ def test_mask_png(model, tmp_path, capsys):
     assert code == 0 and png2.is_file(), err
 
 
+@pytest.mark.parametrize("args", [["--gist-tokens", 0], ["--gist-tokens", -1], ["--gist-tokens", 257],
+                                  ["--gist-tokens", 0, "--text", TEXT, "--question", "Passkey?"]])
+def test_mask_without_gist_tokens_is_a_one_line_error_and_draws_nothing(tmp_path, capsys, args):
+    png = tmp_path / "mask.png"
+    line = user_error(capsys, "mask", "-o", png, *args)
+    assert line == f"gist-memory: error: --gist-tokens must be an integer in [1, 256], got {args[1]}"
+    assert not png.exists()
+
+
 def test_bad_files_give_one_line_errors(model, tmp_path, capsys):
     base, _ = model
     binary = tmp_path / "data.bin"

@@ -817,6 +817,14 @@ def _(ctx):
     cli(["compress", str(ctx.file("notes.txt", TEXT)), "--model", ctx.base, "--device", "tpu"])
 
 
+@case(105)
+def _(ctx):
+    try:
+        cli(["mask", "-o", str(ctx.tmp / "mask.png"), "--gist-tokens", "0"])
+    finally:
+        assert not (ctx.tmp / "mask.png").exists()
+
+
 # ------------------------------------------------------------------------------------ tag scopes
 @case(99)
 def _(ctx):
