@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from gist_memory.data.corpus import SourceDocument
 from tiny import tiny_gist_model
+
+from gist_memory.data.corpus import SourceDocument
 from trainers.probe import probe_set
 
 

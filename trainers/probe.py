@@ -18,7 +18,6 @@ differ only in what they vary (paired). Answers come from the gists alone, throu
 
 from __future__ import annotations
 
-import json
 import random
 
 import torch
@@ -28,7 +27,7 @@ from gist_memory.data.tasks import plant
 
 from .data import sample_text
 from .pool import ChunkPlan, chunks_kv
-from .validation import ValSample, validate_kept
+from .validation import ValSample
 
 
 def probe_set(gm, docs, n: int, facts: tuple[int, ...], text_tokens: int, seed: int = 0) -> list[ValSample]:
@@ -75,7 +74,7 @@ def main(adapter: str = "default", recipe: str = "trainers/configs/pool.yaml", s
 
     from .config import TrainConfig
     from .data import recipe_documents
-    from .validation import write_answers
+    from .validation import emit, score_samples
 
     counts = tuple(int(x) for x in facts.split(","))
     if not counts or min(counts) < 1:
@@ -85,16 +84,9 @@ def main(adapter: str = "default", recipe: str = "trainers/configs/pool.yaml", s
     gm = GistModel.from_pretrained(cfg.base, adapter=adapter, num_gist_tokens=cfg.num_gist_tokens,
                                    chunk_tokens=cfg.chunk_tokens)
     val = probe_set(gm, recipe_documents(cfg, "validation"), samples, counts, text_tokens, seed=cfg.seed)
-    given: list[dict] = []
-    scores = validate_kept(gm, val, answers=given)
-    if answers_out:
-        write_answers(answers_out, given)
     record = {"adapter": gm.adapter_identity, "samples_per_condition": samples, "text_tokens": text_tokens,
-              "exact_match": scores}
-    print(json.dumps(record))
-    if out:
-        with open(out, "w") as fh:
-            json.dump(record, fh, indent=2)
+              "exact_match": score_samples(gm, val, answers_out)}
+    emit(record, out)
     return record
 
 

@@ -123,6 +123,25 @@ def write_answers(path, answers: list[dict]) -> None:
         fh.writelines(json.dumps(a) + "\n" for a in answers)
 
 
+def score_samples(gm, samples: list[ValSample], answers_out: str | None = None) -> dict[str, float]:
+    """``validate_kept`` for a command line: the scores, and every answer written to ``answers_out``."""
+    given: list[dict] = []
+    scores = validate_kept(gm, samples, answers=given)
+    if answers_out:
+        write_answers(answers_out, given)
+    return scores
+
+
+def emit(record: dict, out: str | None) -> None:
+    """Print a command's result record as one JSON line and, with ``out``, write it there too."""
+    import json
+
+    print(json.dumps(record))
+    if out:
+        with open(out, "w") as fh:
+            json.dump(record, fh, indent=2)
+
+
 @torch.no_grad()
 def answer_losses(gm, pool, numbers: list[int]) -> dict[str, float]:
     """Mean answer loss by task over the questions of pool chunks ``numbers``, each asked of its
@@ -164,8 +183,6 @@ def main(adapter: str = "default", recipe: str = "trainers/configs/pool.yaml", s
         answers_out: write every validation sample's question, expected and given answer here
             (JSON lines), to see how the misses miss.
     """
-    import json
-
     from gist_memory.model import GistModel
 
     from .config import TrainConfig
@@ -191,15 +208,8 @@ def main(adapter: str = "default", recipe: str = "trainers/configs/pool.yaml", s
                   "fresh": answer_losses(gm, fresh, list(range(10 ** 7, 10 ** 7 + chunks)))}
     else:
         val = validation_set(gm, recipe_documents(cfg, "validation"), samples, seed=cfg.seed, progress=True)
-        given: list[dict] = []
-        scores = validate_kept(gm, val, answers=given)
-        if answers_out:
-            write_answers(answers_out, given)
-    record = {"adapter": gm.adapter_identity, "recipe": recipe, "samples_per_task": samples, "val": scores}
-    print(json.dumps(record))
-    if out:
-        with open(out, "w") as fh:
-            json.dump(record, fh, indent=2)
+        scores = score_samples(gm, val, answers_out)
+    emit({"adapter": gm.adapter_identity, "recipe": recipe, "samples_per_task": samples, "val": scores}, out)
     return scores
 
 
