@@ -29,9 +29,10 @@ from .errors import CacheMismatchError, InputError
 from .gate import DEFAULT_TIMEOUT_S, Gate
 from .index import VectorIndex
 from .ingest import Ingest
+from .manifest import read_manifest, write_manifest
 from .provenance import versions
 from .query import Query
-from .store import GistStore, read_manifest, write_manifest
+from .store import GistStore
 
 #: What decides the content of the caches and vectors; a store built with other values needs a rebuild.
 BUILD_KEYS = ("base_model", "adapter", "num_gist_tokens", "gist_chunk_tokens", "chunk_tokens", "chunk_overlap",

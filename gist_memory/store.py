@@ -21,9 +21,9 @@ import contextlib
 import fcntl
 import hashlib
 import hmac
-import re
 import json
 import os
+import re
 import sqlite3
 import tempfile
 import threading
@@ -31,8 +31,8 @@ from pathlib import Path
 
 from .cache import GistCache
 from .errors import CacheFormatError, InputError
+from .manifest import MANIFEST, write_manifest
 
-MANIFEST = "store.json"
 CATALOG = "catalog.sqlite"
 CACHES = "caches"
 WRITE_LOCK = "write.lock"
@@ -41,7 +41,6 @@ SECRET = "tag.key"
 SECRET_BYTES = 32
 #: A cache id is a content address: 64 lowercase hex digits (SHA-256), nothing else.
 CACHE_ID = re.compile(r"[0-9a-f]{64}")
-STORE_FORMAT_VERSION = 1
 #: What a memory directory may hold besides the manifest, so an unrelated non-empty directory is refused.
 OWN_NAMES = {MANIFEST, CATALOG, CATALOG + "-journal", CACHES, WRITE_LOCK, SECRET, "chroma", "chroma.lock"}
 
@@ -61,68 +60,6 @@ CREATE TABLE IF NOT EXISTS texts (cache_id TEXT PRIMARY KEY, n_tokens INTEGER NO
 _CHUNK_SELECT = ("SELECT c.chunk_id, c.doc_id, c.idx, c.n_tokens, c.cache_id, d.metadata, "
                  "substr(d.text, c.start + 1, c.stop - c.start) AS text "
                  "FROM chunks c JOIN documents d ON d.doc_id = c.doc_id ")
-
-
-#: What every manifest holds (a section's fields that reopening a store reads); a file without
-#: them was not written by this store. None: a plain value, not a section.
-_MANIFEST_KEYS = {"build": ("base_model", "embedder", "chunk_tokens", "chunk_overlap"), "built_with": None,
-                  "model": ("source",), "chunking": (), "vector_index": ("collection",)}
-
-
-def _manifest_gaps(manifest: dict) -> list[str]:
-    """What a manifest lacks: a key, a section that is not a mapping, or a field of a section."""
-    gaps = []
-    for key, inner in _MANIFEST_KEYS.items():
-        if key not in manifest:
-            gaps.append(key)
-        elif inner is not None and not isinstance(manifest[key], dict):
-            gaps.append(f"{key} (a mapping)")
-        else:
-            gaps += [f"{key}.{name}" for name in inner or () if name not in manifest[key]]
-    source = manifest.get("model", {}).get("source") if not gaps else None
-    if source is not None and not (isinstance(source, dict) and {"base", "adapter"} <= set(source)):
-        gaps.append("model.source (null, or its base and adapter)")
-    return gaps
-
-
-def read_manifest(path: str | os.PathLike) -> dict | None:
-    """The ``store.json`` of a memory directory, or None when there is none.
-
-    Raises CacheFormatError, naming the file, when it is not JSON, not a store manifest, or
-    written by a newer format than this version reads.
-    """
-    path = Path(path) / MANIFEST
-    if not path.is_file():
-        return None
-    try:
-        manifest = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CacheFormatError(f"{path} is not valid JSON ({exc}); it describes the store: restore it from a "
-                               "copy, or build the store anew in an empty directory") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != "gist-memory-store":
-        raise CacheFormatError(f"{path} is not a gist-memory store manifest; point persist_dir at a directory "
-                               "GistMemory made, or at an empty one")
-    version = manifest.get("format_version")
-    if not isinstance(version, int):
-        raise CacheFormatError(f"{path} has no valid format_version (got {version!r}); it is damaged: restore it "
-                               "from a copy, or build the store anew")
-    if version > STORE_FORMAT_VERSION:
-        raise CacheFormatError(f"{path} has store format version {version!r}; this gist-memory reads up to "
-                               f"{STORE_FORMAT_VERSION}. Upgrade gist-memory to open it")
-    missing = _manifest_gaps(manifest)
-    if missing:
-        raise CacheFormatError(f"{path} lacks {', '.join(missing)}; it is damaged: restore it from a copy, or "
-                               "build the store anew")
-    return manifest
-
-
-def write_manifest(path: str | os.PathLike, manifest: dict) -> None:
-    """Replace the ``store.json`` of the memory directory ``path`` atomically."""
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=path)
-    os.chmod(tmp, 0o644)  # mkstemp makes it private; the manifest is for anyone who can read the store
-    with os.fdopen(fd, "w") as fh:
-        json.dump(dict(manifest, format="gist-memory-store", format_version=STORE_FORMAT_VERSION), fh, indent=2)
-    os.replace(tmp, Path(path) / MANIFEST)
 
 
 def _file_in_the_way(path: Path) -> Path | None:
@@ -269,16 +206,7 @@ class GistStore:
         return bool(CACHE_ID.fullmatch(cache_id)) and hmac.compare_digest(self.sign(cache_id, scope), signature)
 
     def _secret(self) -> bytes:
-        try:
-            secret = (self.path / SECRET).read_bytes()
-        except FileNotFoundError:
-            raise InputError(f"{self.path} has no {SECRET} (a store from before signed gist tags, opened read-only); "
-                             "open it once without read_only to create it") from None
-        if len(secret) != SECRET_BYTES:  # an empty or cut key is one anyone could sign with: refuse it
-            raise CacheFormatError(f"{self.path / SECRET} is damaged ({len(secret)} bytes, not {SECRET_BYTES}); delete "
-                                   "it and open the store without read_only to make a new one (tags minted before "
-                                   "become plain text)")
-        return secret
+        return _read_secret(self.path)
 
     def has_cache(self, cache_id: str) -> bool:
         return self.cache_path(cache_id).is_file()
@@ -323,14 +251,7 @@ class GistStore:
                     return None
             finally:
                 self._db.commit()
-        if docs:
-            names = ", ".join(map(repr, docs[:3])) + (" ..." if len(docs) > 3 else "")
-            what, them = (f"documents {names}", "them") if len(docs) > 1 else (f"document {names}", "it")
-            fix = f"delete {them} and add {them} again (memory.delete({docs[0]!r}), then memory.add with the same text)"
-        else:
-            what, fix = "a text compress_texts compressed", "compress that text again (memory.compress_texts)"
-        return CacheFormatError(f"{self.cache_path(cache_id)} is missing, though the catalogue lists it (the gist "
-                                f"cache of {what}); the store is damaged: {fix}, or restore the store from a copy")
+        return _lost_cache_error(self.cache_path(cache_id), docs)
 
     def register_text(self, cache_id: str, n_tokens: int) -> None:
         """Keep a cache made by ``compress_texts`` when documents that share it are deleted."""
@@ -408,6 +329,33 @@ class GistStore:
                           "coalesce(sum(n_tokens), 0) AS tokens, count(DISTINCT cache_id) AS caches FROM chunks")[0]
         disk = sum(p.stat().st_size for p in self.path.rglob("*") if p.is_file())
         return {**dict(row), "bytes_on_disk": disk}
+
+
+def _read_secret(path: Path) -> bytes:
+    """The tag-signing secret of the store at ``path``, refusing a missing or damaged one."""
+    try:
+        secret = (path / SECRET).read_bytes()
+    except FileNotFoundError:
+        raise InputError(f"{path} has no {SECRET} (a store from before signed gist tags, opened read-only); "
+                         "open it once without read_only to create it") from None
+    if len(secret) != SECRET_BYTES:  # an empty or cut key is one anyone could sign with: refuse it
+        raise CacheFormatError(f"{path / SECRET} is damaged ({len(secret)} bytes, not {SECRET_BYTES}); delete "
+                               "it and open the store without read_only to make a new one (tags minted before "
+                               "become plain text)")
+    return secret
+
+
+def _lost_cache_error(path: Path, docs: list[str]) -> CacheFormatError:
+    """The error for the cache file ``path`` that the catalogue lists (for ``docs``, or for a text
+    ``compress_texts`` compressed when there are none) but that is missing."""
+    if docs:
+        names = ", ".join(map(repr, docs[:3])) + (" ..." if len(docs) > 3 else "")
+        what, them = (f"documents {names}", "them") if len(docs) > 1 else (f"document {names}", "it")
+        fix = f"delete {them} and add {them} again (memory.delete({docs[0]!r}), then memory.add with the same text)"
+    else:
+        what, fix = "a text compress_texts compressed", "compress that text again (memory.compress_texts)"
+    return CacheFormatError(f"{path} is missing, though the catalogue lists it (the gist cache of {what}); "
+                            f"the store is damaged: {fix}, or restore the store from a copy")
 
 
 def _with_metadata(row: sqlite3.Row) -> dict:

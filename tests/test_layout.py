@@ -9,7 +9,7 @@ import pytest
 
 ROOT = Path(__file__).parent.parent
 ENGINE = {"mask", "model", "loading", "config", "compress", "cache", "generate", "errors", "units"}
-PIPELINE = {"memory", "ingest", "query", "answers", "gate", "tags", "store", "index", "embedder", "documents"}
+PIPELINE = {"memory", "ingest", "query", "answers", "gate", "tags", "store", "manifest", "index", "embedder", "documents"}
 
 
 def imports(path: Path) -> set[str]:
