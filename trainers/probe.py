@@ -26,8 +26,7 @@ from gist_memory.data.facts import open_fact
 from gist_memory.data.tasks import plant
 
 from .data import sample_text
-from .pool import ChunkPlan, chunks_kv
-from .validation import ValSample
+from .validation import ValSample, kept_chunks
 
 
 def probe_set(gm, docs, n: int, facts: tuple[int, ...], text_tokens: int, seed: int = 0) -> list[ValSample]:
@@ -48,11 +47,8 @@ def probe_set(gm, docs, n: int, facts: tuple[int, ...], text_tokens: int, seed: 
             for name, context in ((f"f{n_facts}-text", with_text), (f"f{n_facts}-bare", " ".join(f.needle for f in kept))):
                 ids = gm.tokenizer(context, add_special_tokens=False)["input_ids"][:gm.gist.chunk_tokens]
                 drafts.append((name, ids, drawn[0].question, drawn[0].answer))
-    kept_kv = []
-    for start in range(0, len(drafts), 8):
-        kept_kv += chunks_kv(gm, [ChunkPlan(ids) for _, ids, _, _ in drafts[start:start + 8]],
-                             storage_dtype=torch.float16)
-    return [ValSample(name, [chunk], q, a) for (name, _, q, a), chunk in zip(drafts, kept_kv)]
+    kept = kept_chunks(gm, [ids for _, ids, _, _ in drafts])
+    return [ValSample(name, [chunk], q, a) for (name, _, q, a), chunk in zip(drafts, kept)]
 
 
 def main(adapter: str = "default", recipe: str = "trainers/configs/pool.yaml", samples: int = 60,

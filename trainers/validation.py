@@ -62,8 +62,6 @@ def _sample(rng: random.Random, task: str, docs: dict[str, list[SourceDocument]]
 def validation_set(gm, docs: dict[str, list[SourceDocument]], n: int, seed: int = 0,
                    tasks: tuple[str, ...] = TASKS, progress: bool = False) -> list[ValSample]:
     """``n`` samples per task with their chunks' context KV computed (once, here)."""
-    from tqdm.auto import tqdm
-
     tasks = tuple(t for t in tasks if t != "niah_ko" or docs.get("ko"))
     rng = random.Random(f"validation-{seed}")
     chunk_tokens = gm.gist.chunk_tokens
@@ -73,18 +71,25 @@ def validation_set(gm, docs: dict[str, list[SourceDocument]], n: int, seed: int 
             texts, q, a = _sample(rng, task, docs, gm.tokenizer, i)
             ids = [gm.tokenizer(t, add_special_tokens=False)["input_ids"][:chunk_tokens] for t in texts]
             drafts.append((task, ids, q, a))
-    flat = [ids for _, chunks, _, _ in drafts for ids in chunks]
-    kept: list[PoolChunk] = []
-    bar = tqdm(total=len(flat), desc="validation context KV", unit="chunk", disable=not progress)
-    for start in range(0, len(flat), 8):
-        kept += chunks_kv(gm, [ChunkPlan(ids) for ids in flat[start:start + 8]], storage_dtype=torch.float16)
-        bar.update(len(flat[start:start + 8]))
-    bar.close()
+    kept = kept_chunks(gm, [ids for _, chunks, _, _ in drafts for ids in chunks], progress)
     out, at = [], 0
     for task, chunks, q, a in drafts:
         out.append(ValSample(task, kept[at:at + len(chunks)], q, a))
         at += len(chunks)
     return out
+
+
+def kept_chunks(gm, id_lists: list[list[int]], progress: bool = False) -> list[PoolChunk]:
+    """The frozen base's context KV of each chunk of token ids, 8 at a time, kept in fp16 as the pool keeps it."""
+    from tqdm.auto import tqdm
+
+    kept: list[PoolChunk] = []
+    bar = tqdm(total=len(id_lists), desc="validation context KV", unit="chunk", disable=not progress)
+    for start in range(0, len(id_lists), 8):
+        kept += chunks_kv(gm, [ChunkPlan(ids) for ids in id_lists[start:start + 8]], storage_dtype=torch.float16)
+        bar.update(len(id_lists[start:start + 8]))
+    bar.close()
+    return kept
 
 
 @torch.no_grad()
