@@ -198,15 +198,12 @@ class GistStore:
         bound to ``scope`` when one is given: it then verifies only for a reader of that scope."""
         self.cache_path(cache_id)  # the id's shape
         message = cache_id if not scope else f"{cache_id}\x00{scope}"
-        return hmac.new(self._secret(), message.encode(), hashlib.sha256).hexdigest()[:32]
+        return hmac.new(_read_secret(self.path), message.encode(), hashlib.sha256).hexdigest()[:32]
 
     def verify(self, cache_id: str, signature: str, scope: str | None = None) -> bool:
         """True when ``signature`` is this store's for ``cache_id`` in ``scope``: the tag was minted
         by this memory, for a reader of the same scope (None and '' are the unscoped scope)."""
         return bool(CACHE_ID.fullmatch(cache_id)) and hmac.compare_digest(self.sign(cache_id, scope), signature)
-
-    def _secret(self) -> bytes:
-        return _read_secret(self.path)
 
     def has_cache(self, cache_id: str) -> bool:
         return self.cache_path(cache_id).is_file()
