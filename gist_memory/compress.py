@@ -3,6 +3,7 @@
 For each chunk (N chunks per batch, right-padded to the longest, L):
 
     pass 1, frozen base, no grad:  [c_0 .. c_L-1]           positions 0..L-1      -> context KV
+           (its top layers through the adapter's context LoRA, if it has one: gist_memory/context_lora.py)
     pass 2, adapter:               [g_1 .. g_k] on top       positions L_i..L_i+k-1 (L_i the chunk's own length)
     keep:                          KV columns L..L+k of every layer; the context KV is dropped.
 
@@ -78,10 +79,14 @@ def chunk_layout(lengths: list[int], k: int) -> tuple[torch.Tensor, torch.Tensor
     return gist_attention_allowed(kinds, chunk_idx), positions, kinds.shape[1] - k
 
 
-def context_kv(gm, chunks: list[list[int]]) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Pass 1: the frozen base model's KV of N chunks, per layer (N, n_kv_heads, L, head_dim).
+def context_kv(gm, chunks: list[list[int]], base: bool = False, hidden_at: int | None = None):
+    """Pass 1: the model's KV of N chunks, per layer (N, n_kv_heads, L, head_dim).
 
-    Rows are right-padded to the longest chunk; what the pad columns hold is masked later.
+    The context pass is the frozen base model, its top layers through the adapter's context LoRA
+    when it has one (``GistModel.context_mode``); ``base=True`` runs the frozen base throughout.
+    Rows are right-padded to the longest chunk; what the pad columns hold is masked later. With
+    ``hidden_at=i`` it returns ``(layers, hidden)``, ``hidden`` (N, L, hidden size) the input of
+    decoder layer ``i`` (what the trainer keeps to recompute the layers from ``i`` on).
     """
     k, dev = gm.gist.num_gist_tokens, gm.device
     allowed, positions, L = chunk_layout([len(c) for c in chunks], k)
@@ -89,10 +94,12 @@ def context_kv(gm, chunks: list[list[int]]) -> list[tuple[torch.Tensor, torch.Te
     for b, c in enumerate(chunks):
         ids[b, :len(c)] = torch.tensor(c)
     mask = additive_mask(allowed[:, :L, :L], gm.dtype).to(dev)
-    with torch.no_grad(), gm.base_mode():
-        past = gm.model(input_ids=ids.to(dev), attention_mask=mask, position_ids=positions[:, :L].to(dev),
-                        use_cache=True, logits_to_keep=1).past_key_values
-    return _kv_layers(past)
+    with torch.no_grad(), (gm.base_mode() if base else gm.context_mode()):
+        out = gm.model(input_ids=ids.to(dev), attention_mask=mask, position_ids=positions[:, :L].to(dev),
+                       use_cache=True, logits_to_keep=1, output_hidden_states=hidden_at is not None)
+    if hidden_at is None:
+        return _kv_layers(out.past_key_values)
+    return _kv_layers(out.past_key_values), out.hidden_states[hidden_at]
 
 
 def gist_kv(gm, context: list[tuple[torch.Tensor, torch.Tensor]], lengths: list[int]

@@ -7,6 +7,9 @@ from typing import Literal
 
 #: Format version written into every cache and adapter file; bump on an incompatible change.
 FORMAT_VERSION = 1
+#: The newest adapter format this version reads: 2 adds a context LoRA (``context_lora``); an
+#: adapter without one is still written as version 1, so older releases keep reading it.
+ADAPTER_FORMAT_VERSION = 2
 
 #: The query modes of the pipeline: text of the top-k chunks, gists of every chunk, gists of the
 #: top-k chunks, the whole text. The one definition; the harness and the integrations use it.

@@ -22,7 +22,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .config import FORMAT_VERSION, GistConfig, check_gist_settings
+from .config import ADAPTER_FORMAT_VERSION, FORMAT_VERSION, GistConfig, check_gist_settings
+from .context_lora import FILE as CONTEXT_LORA_FILE
 from .errors import InputError, ModelLoadError
 from .loading import (is_legacy_identity, load_base, model_directory, model_fingerprint, resolve_device,
                       resolve_dtype, weights_digest)
@@ -42,9 +43,9 @@ def _read_gist_config(adapter_dir: Path) -> dict:
         raise ModelLoadError(f"{path} is not a gist adapter config (it needs num_gist_tokens, chunk_tokens and "
                              "base_model); pass a directory written by GistModel.save_adapter or the trainer")
     version = info.get("format_version", FORMAT_VERSION)
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    if not isinstance(version, int) or version > ADAPTER_FORMAT_VERSION:
         raise ModelLoadError(f"{path} has adapter format version {version!r}; this gist-memory reads up to "
-                             f"{FORMAT_VERSION}. Upgrade gist-memory to load it")
+                             f"{ADAPTER_FORMAT_VERSION}. Upgrade gist-memory to load it")
     try:
         check_gist_settings(info["num_gist_tokens"], info["chunk_tokens"])
         if not isinstance(info["base_model"], str):
@@ -73,7 +74,7 @@ def _with_lora(model, adapter_dir: Path):
 
 def _adapter_identity(adapter_dir: Path) -> str:
     digest = hashlib.sha256()
-    for name in ("gist_config.json", "gist_embeddings.safetensors", "adapter_model.safetensors"):
+    for name in ("gist_config.json", "gist_embeddings.safetensors", "adapter_model.safetensors", CONTEXT_LORA_FILE):
         if (adapter_dir / name).is_file():
             digest.update((adapter_dir / name).read_bytes())
     return f"{adapter_dir.name}#{digest.hexdigest()[:16]}"
@@ -101,6 +102,7 @@ class GistModel(nn.Module):
             raise ModelLoadError(f"gist rows have shape {tuple(gist_rows.shape)}, expected "
                                  f"({gist.num_gist_tokens}, {emb.shape[1]}) for this base model")
         self.gist_embeddings = nn.Parameter(gist_rows.to(emb.device, emb.dtype).clone(), requires_grad=False)
+        self.context_lora = None  #: a ContextLoRA when the top layers read the context through their own LoRA
 
     @staticmethod
     def initial_gist_rows(embedding: torch.Tensor, k: int, seed: int = 0) -> torch.Tensor:
@@ -185,7 +187,21 @@ class GistModel(nn.Module):
         except (OSError, KeyError, ValueError, SafetensorError) as exc:  # missing file or tensor, not safetensors
             raise ModelLoadError(f"adapter {adapter_dir}: gist_embeddings.safetensors is missing or damaged "
                                  f"({type(exc).__name__}: {exc}); copy the whole adapter directory again") from None
-        return cls(model, tokenizer, gist, base_identity, _adapter_identity(adapter_dir), rows)
+        gm = cls(model, tokenizer, gist, base_identity, _adapter_identity(adapter_dir), rows)
+        if "context_lora" in info:
+            gm._load_context_lora(adapter_dir, info["context_lora"])
+        return gm
+
+    def _load_context_lora(self, adapter_dir: Path, settings) -> None:
+        from safetensors import SafetensorError
+
+        try:
+            self.add_context_lora(**settings, trainable=False)
+            self.context_lora.load(adapter_dir)
+        except (TypeError, ValueError, OSError, SafetensorError) as exc:
+            raise ModelLoadError(f"adapter {adapter_dir}: its context LoRA ({CONTEXT_LORA_FILE} and gist_config.json's "
+                                 f"context_lora) is damaged or does not fit this base ({exc}); copy the adapter "
+                                 "directory again") from None
 
     def add_lora(self, r: int = 16, alpha: int = 32, dropout: float = 0.0,
                  target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")) -> None:
@@ -200,6 +216,17 @@ class GistModel(nn.Module):
         self.gist_embeddings.requires_grad_(True)
         self.adapter_identity = "training"
 
+    def add_context_lora(self, layers: int, r: int = 16, alpha: int = 32,
+                         targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj"),
+                         trainable: bool = True) -> None:
+        """Give the top ``layers`` decoder layers a LoRA of their own for the context pass, starting
+        at zero (:mod:`gist_memory.context_lora`): compression then runs those layers with it."""
+        from .context_lora import ContextLoRA
+
+        if self.context_lora is not None:
+            raise InputError("this GistModel already has a context LoRA")
+        self.context_lora = ContextLoRA(self.model, layers, r, alpha, tuple(targets)).requires_grad_(trainable)
+
     def save_adapter(self, directory: str | Path) -> Path:
         """Write the adapter (PEFT LoRA files, gist rows, gist config) to ``directory``."""
         from safetensors.torch import save_file
@@ -212,6 +239,9 @@ class GistModel(nn.Module):
         save_file({"gist_embeddings": rows}, str(directory / "gist_embeddings.safetensors"),
                   metadata={"format": "gist-adapter", "format_version": str(FORMAT_VERSION)})
         info = dict(self.gist.to_dict(), base_model=self.base_identity, format_version=FORMAT_VERSION)
+        if self.context_lora is not None:
+            self.context_lora.save(directory)
+            info.update(context_lora=self.context_lora.settings(), format_version=ADAPTER_FORMAT_VERSION)
         (directory / "gist_config.json").write_text(json.dumps(info, indent=2))
         return directory
 
@@ -219,7 +249,8 @@ class GistModel(nn.Module):
         """Trainable counts: gist rows, LoRA, and their total (docs/design.md invariant 4)."""
         lora = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
         rows = self.gist_embeddings.numel() if self.gist_embeddings.requires_grad else 0
-        return {"gist_rows": rows, "lora": lora, "total": rows + lora}
+        context = sum(p.numel() for p in self.context_lora.parameters() if p.requires_grad) if self.context_lora else 0
+        return {"gist_rows": rows, "lora": lora, "context_lora": context, "total": rows + lora + context}
 
     # ------------------------------------------------------------------ helpers used by compress/generate
     @property
@@ -242,6 +273,13 @@ class GistModel(nn.Module):
         if hasattr(self.model, "disable_adapter"):
             return self.model.disable_adapter()
         return contextlib.nullcontext()
+
+    @contextlib.contextmanager
+    def context_mode(self):
+        """Context manager for the context pass: the frozen base, plus the context LoRA if there is one."""
+        with self.base_mode(), (self.context_lora.active() if self.context_lora is not None
+                                else contextlib.nullcontext()):
+            yield
 
     def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
         """(B, T) ids -> (B, T, hidden) input embeddings."""

@@ -28,11 +28,13 @@ def plans_for(gm, lengths, seed=0):
     return plans
 
 
-def pool_vs_inference(gm, drawn, rows) -> float:
-    """Max |logit difference| between the pool recipe's post pass and compress-then-answer."""
+def pool_vs_inference(gm, drawn, rows, context=None) -> float:
+    """Max |logit difference| between the pool recipe's post pass and compress-then-answer
+    (``context(gm, drawn)``: the context KV the pool path reads; the kept KV by default)."""
     lengths = [len(c.ids) for c in drawn]
     with torch.no_grad():
-        gists = gist_kv(gm, stack_context(drawn, gm.device, gm.dtype), lengths)
+        layers = stack_context(drawn, gm.device, gm.dtype) if context is None else context(gm, drawn)
+        gists = gist_kv(gm, layers, lengths)
         train, _, spans = post_logits(gm, gists, lengths, rows, answers_only=False)  # (T, vocab), packed
     worst = 0.0
     for row, (a, b) in zip(rows, spans):

@@ -37,7 +37,8 @@ def tiny_llama(vocab_size: int, seed: int = 0, layers: int = 2, arch: str = "lla
     return AutoModelForCausalLM.from_config(cfg).eval()
 
 
-def tiny_gist_model(k: int = 4, chunk_tokens: int = 48, lora: bool = True, seed: int = 0, arch: str = "llama"):
+def tiny_gist_model(k: int = 4, chunk_tokens: int = 48, lora: bool = True, seed: int = 0, arch: str = "llama",
+                    layers: int = 2):
     """A GistModel on a tiny random base; with ``lora`` its LoRA weights are random, so the
     adapter changes the output and a base/adapter mix-up shows in the parity test."""
     from gist_memory.config import GistConfig
@@ -45,7 +46,7 @@ def tiny_gist_model(k: int = 4, chunk_tokens: int = 48, lora: bool = True, seed:
     from gist_memory.model import GistModel
 
     tok = tiny_tokenizer()
-    base = tiny_llama(len(tok), seed=seed, arch=arch)
+    base = tiny_llama(len(tok), seed=seed, layers=layers, arch=arch)
     gm = GistModel(base, tok, GistConfig(num_gist_tokens=k, chunk_tokens=chunk_tokens),
                    model_fingerprint(base, f"tiny-{arch}-{seed}"))
     if lora:

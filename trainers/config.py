@@ -12,7 +12,8 @@ from pathlib import Path
 TASKS = ("niah", "fact", "qa", "recon", "theme", "quote", "relation", "generic")
 POOL_ONLY_TASKS = ("theme", "quote", "relation", "generic")
 #: Fields that fix the shapes of what a checkpoint holds: a resumed run must keep them.
-SHAPE_FIELDS = ("base", "num_gist_tokens", "chunk_tokens", "lora_r", "lora_alpha", "lora_targets", "load_in_4bit")
+SHAPE_FIELDS = ("base", "num_gist_tokens", "chunk_tokens", "lora_r", "lora_alpha", "lora_targets", "load_in_4bit",
+                "context_lora_layers", "context_lora_r", "context_lora_alpha")
 RECIPES = ("episode", "pool")
 #: Genres kept for out-of-domain evaluation: no training data may come from them.
 RESERVED_GENRES = frozenset({"package-descriptions", "man-pages"})
@@ -109,6 +110,11 @@ class TrainConfig:
         theme_tokens: the longest base-model answer kept as a theme target.
         loss_weighting: pool recipe: 'token' (mean over all answer tokens: long answers weigh
             more) or 'question' (mean within each question, then over questions).
+        context_lora_layers: the top decoder layers that read the context through a LoRA of their
+            own (``gist_memory.context_lora``; pool recipe: the pool keeps the KV below them and the
+            hidden state at their input, and each step recomputes them for its drawn chunks, with
+            gradient); 0 (the default) keeps the whole context pass the frozen base model.
+        context_lora_r, context_lora_alpha: that LoRA's rank and scale (on ``lora_targets``).
         collections: English corpus collections to train on (``gist_memory.data.corpus.COLLECTIONS``;
             never the reserved evaluation genres).
     """
@@ -151,6 +157,9 @@ class TrainConfig:
     generic_share: float = 0.0
     loss_weighting: str = "token"
     init_from: str = ""
+    context_lora_layers: int = 0
+    context_lora_r: int = 16
+    context_lora_alpha: int = 32
 
     def pool_contents(self) -> dict:
         """What each pool chunk holds, as ``ContextPool``'s keyword arguments."""
@@ -173,11 +182,11 @@ class TrainConfig:
                 hint = " (YAML reads 1e-3 as text: write 1.0e-3 or 0.001)" if isinstance(value, str) else ""
                 raise ValueError(f"{name} must be a number, got {value!r}{hint}")
         positive = ("num_gist_tokens", "chunk_tokens", "lora_r", "lora_alpha", "steps", "batch_size",
-                    "eval_every", "save_every")
+                    "eval_every", "save_every", "context_lora_r", "context_lora_alpha")
         for name in positive:
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
-        for name in ("warmup_steps", "facts_per_chunk", "num_threads"):
+        for name in ("warmup_steps", "facts_per_chunk", "num_threads", "context_lora_layers"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
                 raise ValueError(f"{name} must be an integer >= 0, got {getattr(self, name)!r}")
         if not self.lr > 0:
@@ -224,6 +233,9 @@ class TrainConfig:
                 or any(w < 0 for w in self.language_mix.values()):
             raise ValueError(f"language_mix needs non-negative weights for 'en' and 'ko', some positive; "
                              f"got {self.language_mix}")
+        if self.context_lora_layers and self.recipe != "pool":
+            raise ValueError("context_lora_layers needs recipe: pool (the episode recipe runs the frozen base over "
+                             "the context)")
         if not isinstance(self.init_from, str):
             raise ValueError(f"init_from must be a directory path, got {self.init_from!r}")
         reserved = set(self.collections) & RESERVED_GENRES

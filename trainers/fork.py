@@ -23,8 +23,9 @@ def init_from_checkpoint(source: Path, cfg: TrainConfig, gm: GistModel, optimize
     """Start a new run from another run's checkpoint; returns the step it continues at.
 
     Loads the LoRA of every module the source adapted, the gist rows, and the AdamW moments of each
-    of those parameters; modules that ``cfg.lora_targets`` adds keep their fresh LoRA (B = 0, so
-    the model's output is the source's) and fresh optimizer state.
+    of those parameters; modules that ``cfg.lora_targets`` adds, and a context LoRA the source did
+    not have, keep their fresh LoRA (B = 0, so the model's output is the source's) and fresh
+    optimizer state.
     """
     ckpt = _checkpoint_dir(source)
     lora = json.loads((ckpt / "adapter_config.json").read_text())
@@ -34,6 +35,11 @@ def init_from_checkpoint(source: Path, cfg: TrainConfig, gm: GistModel, optimize
         ("num_gist_tokens", gist.get("num_gist_tokens"), cfg.num_gist_tokens),
         ("chunk_tokens", gist.get("chunk_tokens"), cfg.chunk_tokens),
         ("lora_r", lora.get("r"), cfg.lora_r), ("lora_alpha", lora.get("lora_alpha"), cfg.lora_alpha)) if had != now]
+    had = gist.get("context_lora")
+    if had and [had.get("layers"), had.get("r"), had.get("alpha")] != [cfg.context_lora_layers, cfg.context_lora_r,
+                                                                       cfg.context_lora_alpha]:
+        wrong.append(f"context_lora: {had} -> layers {cfg.context_lora_layers}, r {cfg.context_lora_r}, "
+                     f"alpha {cfg.context_lora_alpha}")
     if not old_targets <= set(cfg.lora_targets):
         wrong.append(f"lora_targets: {sorted(old_targets)} -> {sorted(cfg.lora_targets)} (may only add modules)")
     if str(gist.get("base_model", "")).split("#")[-1] != gm.base_identity.split("#")[-1]:
@@ -43,12 +49,13 @@ def init_from_checkpoint(source: Path, cfg: TrainConfig, gm: GistModel, optimize
     from .train import restore_saved  # (train imports this module)
 
     meta, saved, loaded = restore_saved(ckpt, gm)
+    had_context = bool(had)
     if getattr(loaded, "unexpected_keys", None):
         raise ValueError(f"init_from: {ckpt} holds tensors this model has no place for: {loaded.unexpected_keys[:3]}")
     # The source optimizer numbered its parameters in named_parameters() order, without the added modules.
     names = [n for n, p in gm.named_parameters() if p.requires_grad]
-    kept = [i for i, n in enumerate(names)
-            if ".lora_" not in n or n.split(".lora_")[0].rsplit(".", 1)[-1] in old_targets]
+    kept = [i for i, n in enumerate(names) if not (n.startswith("context_lora.") and not had_context)
+            and (".lora_" not in n or n.split(".lora_")[0].rsplit(".", 1)[-1] in old_targets)]
     if saved and max(saved) >= len(kept):
         raise ValueError(f"init_from: {ckpt}'s optimizer has more parameters than its adapter")
     state = {kept[pid]: entry for pid, entry in saved.items()}

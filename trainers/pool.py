@@ -55,8 +55,11 @@ class Question:
 class PoolChunk:
     """A training chunk, its kept context KV and the questions that can be asked of it.
 
-    keys, values: per layer (kv_heads, L, head_dim), in the pool's storage dtype.
+    keys, values: per layer (kv_heads, L, head_dim), in the pool's storage dtype; with a context
+        LoRA (``gm.context_lora``) only the frozen layers below it.
     keyed: the chunk holds a pass key (a passkey question's distractors must not).
+    hidden: with a context LoRA, (L, hidden size): the input of its first layer, from which each
+        step recomputes the top layers' KV (``pool_forward.context_of``); else None.
     """
 
     number: int
@@ -66,10 +69,12 @@ class PoolChunk:
     questions: list[Question]
     keyed: bool
     language: str = "en"
+    hidden: torch.Tensor | None = None
 
     @property
     def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in self.keys + self.values)
+        extra = [] if self.hidden is None else [self.hidden]
+        return sum(t.numel() * t.element_size() for t in self.keys + self.values + extra)
 
 
 @dataclass
@@ -199,7 +204,7 @@ class ContextPool:
         for start in range(0, len(numbers), self.batch):
             group = numbers[start:start + self.batch]
             plans = [self.plan(n) for n in group]
-            layers = context_kv(self.gm, [p.ids for p in plans])  # per layer (B, kv_heads, L, head_dim)
+            layers, hidden = base_kv(self.gm, [p.ids for p in plans])  # per layer (B, kv_heads, L, head_dim)
             themed = [b for b, p in enumerate(plans) if p.theme_prompt is not None]
             if themed:  # context distillation: the target is what the base model says reading the chunk
                 answers = base_answers(self.gm, [(k[themed], v[themed]) for k, v in layers],
@@ -207,7 +212,7 @@ class ContextPool:
                                        self.theme_tokens)
                 for b, answer in zip(themed, answers):
                     plans[b].questions.append(Question("theme", plans[b].theme_prompt, answer))
-            out += [_kept(n, p, layers, b, self.storage_dtype) for b, (n, p) in enumerate(zip(group, plans))]
+            out += [_kept(self.gm, n, p, layers, hidden, b, self.storage_dtype) for b, (n, p) in enumerate(zip(group, plans))]
         self.built_seconds += time.perf_counter() - t0
         return out
 
@@ -268,14 +273,26 @@ def draw_rows(rng: random.Random, drawn: list[PoolChunk], max_chunks: int, quest
     return rows
 
 
-def _kept(number: int, plan: ChunkPlan, layers, b: int, dtype: torch.dtype) -> PoolChunk:
-    """Row ``b`` of a batch's context KV, cut to the chunk's own length and stored in ``dtype``."""
+def base_kv(gm, chunks: list[list[int]]):
+    """The frozen base model's context KV of ``chunks`` (all layers: the theme teacher reads them) and,
+    when ``gm`` has a context LoRA, the hidden state at its first layer's input (else None)."""
+    if gm.context_lora is None:
+        return context_kv(gm, chunks, base=True), None
+    return context_kv(gm, chunks, base=True, hidden_at=gm.context_lora.first_layer)
+
+
+def _kept(gm, number: int, plan: ChunkPlan, layers, hidden, b: int, dtype: torch.dtype) -> PoolChunk:
+    """Row ``b`` of a batch's context KV, cut to the chunk's own length and stored in ``dtype``: every
+    layer, or with a context LoRA the layers below it and the hidden state at its input."""
     L = len(plan.ids)
+    if hidden is not None:
+        layers = layers[:gm.context_lora.first_layer]
     return PoolChunk(number, plan.ids, [k[b, :, :L].to(dtype).clone() for k, _ in layers],
-                     [v[b, :, :L].to(dtype).clone() for _, v in layers], plan.questions, plan.keyed, plan.language)
+                     [v[b, :, :L].to(dtype).clone() for _, v in layers], plan.questions, plan.keyed, plan.language,
+                     None if hidden is None else hidden[b, :L].to(dtype).clone())
 
 
 def chunks_kv(gm, plans: list[ChunkPlan], storage_dtype=torch.float32) -> list[PoolChunk]:
     """PoolChunks of explicit plans (validation sets and tests), KV computed now."""
-    layers = context_kv(gm, [p.ids for p in plans])
-    return [_kept(b, p, layers, b, storage_dtype) for b, p in enumerate(plans)]
+    layers, hidden = base_kv(gm, [p.ids for p in plans])
+    return [_kept(gm, b, p, layers, hidden, b, storage_dtype) for b, p in enumerate(plans)]

@@ -32,6 +32,42 @@ def stack_context(chunks: list[PoolChunk], device, dtype) -> list[tuple[torch.Te
             for i in range(len(chunks[0].keys))]
 
 
+def top_layers_kv(gm, hidden: torch.Tensor, lengths: list[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The context LoRA's layers run over the kept hidden state at their input (N, L, hidden size),
+    right-padded chunks of ``lengths``: their KV per layer (N, kv_heads, L, head_dim), with gradient
+    when it is enabled. The same computation as the top of ``compress.context_kv``'s pass, which
+    ``tests/test_pool.py`` checks: the decoder runs with only those layers in its layer list.
+    """
+    from gist_memory.compress import chunk_layout
+
+    first, dev = gm.context_lora.first_layer, gm.device
+    allowed, positions, L = chunk_layout(lengths, gm.gist.num_gist_tokens)
+    causal_lm = gm.model.get_base_model() if hasattr(gm.model, "get_base_model") else gm.model
+    decoder = causal_lm.get_decoder()
+    every = decoder.layers
+    decoder.layers = torch.nn.ModuleList(list(every)[first:])
+    try:
+        with gm.context_mode():
+            past = decoder(inputs_embeds=hidden.to(dev, gm.dtype), attention_mask=additive_mask(allowed[:, :L, :L], gm.dtype).to(dev),
+                           position_ids=positions[:, :L].to(dev), past_key_values=_cache(gm, []),
+                           use_cache=True).past_key_values
+    finally:
+        decoder.layers = every
+    return [(layer.keys, layer.values) for layer in past.layers[first:]]
+
+
+def context_of(gm, chunks: list[PoolChunk]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The context KV of drawn chunks, every layer, right-padded to the longest: the kept KV, and
+    with a context LoRA its layers recomputed from the kept hidden state (with gradient when enabled)."""
+    layers = stack_context(chunks, gm.device, gm.dtype)
+    if chunks[0].hidden is None:
+        return layers
+    L = max(len(c.ids) for c in chunks)
+    hidden = torch.stack([torch.nn.functional.pad(c.hidden.to(gm.device, gm.dtype), (0, 0, 0, L - len(c.ids)))
+                          for c in chunks])
+    return layers + top_layers_kv(gm, hidden, [len(c.ids) for c in chunks])
+
+
 def _common_prefix(seqs: list[list[int]]) -> int:
     n = min(len(s) for s in seqs)
     for i in range(n):
@@ -170,7 +206,7 @@ def pool_loss(gm, drawn: list[PoolChunk], rows: list[Row], weighting: str = "tok
     number of questions (what the draw really held, for the log).
     """
     lengths = [len(c.ids) for c in drawn]
-    gists = gist_kv(gm, stack_context(drawn, gm.device, gm.dtype), lengths)
+    gists = gist_kv(gm, context_of(gm, drawn), lengths)
     logits, targets, _ = post_logits(gm, gists, lengths, rows)
     per_token = torch.nn.functional.cross_entropy(logits.float(), targets.to(logits.device), reduction="none")
     of_row = answer_rows(rows).to(per_token.device)

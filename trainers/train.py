@@ -24,6 +24,7 @@ import torch
 
 from gist_memory.cache import GistCache
 from gist_memory.compress import compress_chunks
+from gist_memory.context_lora import FILE as CONTEXT_LORA_FILE
 from gist_memory.data.scoring import contains_match
 from gist_memory.model import GistModel
 
@@ -46,7 +47,8 @@ def lr_at(cfg: TrainConfig, step: int) -> float:
 
 
 def build_model(cfg: TrainConfig, model: GistModel | None = None) -> GistModel:
-    """The base model with a fresh LoRA and trainable gist rows (or ``model``, for tests)."""
+    """The base model with a fresh LoRA and trainable gist rows (or ``model``, for tests), and the
+    context LoRA ``cfg.context_lora_layers`` asks for."""
     if model is None:
         model = GistModel.from_pretrained(cfg.base, adapter=None, device=cfg.device, dtype=cfg.dtype,
                                           load_in_4bit=cfg.load_in_4bit, num_gist_tokens=cfg.num_gist_tokens,
@@ -56,6 +58,8 @@ def build_model(cfg: TrainConfig, model: GistModel | None = None) -> GistModel:
 
             model.model = prepare_model_for_kbit_training(model.model, use_gradient_checkpointing=True)
         model.add_lora(r=cfg.lora_r, alpha=cfg.lora_alpha, target_modules=cfg.lora_targets)
+    if cfg.context_lora_layers and model.context_lora is None:
+        model.add_context_lora(cfg.context_lora_layers, cfg.context_lora_r, cfg.context_lora_alpha, cfg.lora_targets)
     return model
 
 
@@ -128,6 +132,10 @@ def restore_saved(ckpt: Path, gm: GistModel) -> tuple[dict, dict, object]:
     rows = load_file(str(ckpt / "gist_embeddings.safetensors"))["gist_embeddings"]
     with torch.no_grad():
         gm.gist_embeddings.copy_(rows.to(gm.gist_embeddings.dtype))
+    if (ckpt / CONTEXT_LORA_FILE).is_file():  # (a checkpoint without one, forked from, leaves it at zero)
+        if gm.context_lora is None:
+            raise ValueError(f"{ckpt} has a context LoRA; set context_lora_layers as it was made")
+        gm.context_lora.load(ckpt)
     meta = json.loads((ckpt / "trainer_state.json").read_text())
     tensors = load_file(str(ckpt / "optimizer.safetensors"), device=str(gm.device))
     state: dict = {}

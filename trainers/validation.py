@@ -31,7 +31,7 @@ from gist_memory.data.tasks import fact_sample, passkey_sample
 
 from .data import sample_text
 from .pool import ChunkPlan, PoolChunk, chunks_kv
-from .pool_forward import stack_context
+from .pool_forward import context_of
 
 TASKS = ("niah", "fact", "fact_new_kind", "niah_ko", "fact_rel")
 
@@ -80,7 +80,8 @@ def validation_set(gm, docs: dict[str, list[SourceDocument]], n: int, seed: int 
 
 
 def kept_chunks(gm, id_lists: list[list[int]], progress: bool = False) -> list[PoolChunk]:
-    """The frozen base's context KV of each chunk of token ids, 8 at a time, kept in fp16 as the pool keeps it."""
+    """The frozen base's context KV of each chunk of token ids, 8 at a time, kept in fp16 as the pool keeps it
+    (with a context LoRA: the layers below it and the hidden state at its input, as the pool keeps them)."""
     from tqdm.auto import tqdm
 
     kept: list[PoolChunk] = []
@@ -104,7 +105,7 @@ def validate_kept(gm, samples: list[ValSample], max_new_tokens: int = 12, batch:
     for start in range(0, len(chunks), batch):
         group = chunks[start:start + batch]
         lengths = [len(c.ids) for c in group]
-        caches += gist_caches(gm, gist_kv(gm, stack_context(group, gm.device, gm.dtype), lengths), lengths)
+        caches += gist_caches(gm, gist_kv(gm, context_of(gm, group), lengths), lengths)
     hits: dict[str, list[bool]] = {}
     at = 0
     for s in samples:
