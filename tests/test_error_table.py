@@ -663,6 +663,15 @@ def _(ctx):
     GistModel.from_pretrained(ctx.base, adapter=str(adapter), device="cpu")
 
 
+@case(106)
+def _(ctx):
+    gm = GistModel.from_pretrained(ctx.base, adapter=str(ctx.adapter_copy()), device="cpu")
+    gm.add_context_lora(1, r=4, alpha=8)
+    adapter = gm.save_adapter(ctx.tmp / "with-context")
+    (adapter / "context_lora.safetensors").write_bytes(b"\x00" * 8 + b"{")
+    GistModel.from_pretrained(ctx.base, adapter=str(adapter), device="cpu")
+
+
 @case(76)
 def _(ctx):
     adapter = ctx.adapter_copy()
