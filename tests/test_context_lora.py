@@ -151,3 +151,26 @@ def test_a_run_forked_with_a_context_lora_starts_unchanged_and_resumes_to_the_sa
     # a checkpoint with a context LoRA is not resumed or forked without one
     with pytest.raises(ValueError, match="context_lora"):
         train(_pool_config(tmp_path / "b", steps=6, lora_r=4, lora_alpha=8), model=_model_with(attention), progress=False)
+
+
+def test_the_context_lora_trains_at_its_own_rate_and_resumes_with_it(tmp_path):
+    from test_trainer import _model_with, _pool_config
+    from trainers.config import TrainConfig
+    from trainers.train import build_model, make_optimizer, train
+
+    attention = ("q_proj", "k_proj", "v_proj", "o_proj")
+    cfg = _pool_config(tmp_path, steps=3, lora_r=4, lora_alpha=8, context_lora_layers=2, context_lora_r=4,
+                       context_lora_alpha=8, context_lora_lr_scale=10.0)
+    gm = build_model(cfg, _model_with(attention))
+    optimizer = make_optimizer(cfg, gm)
+    assert [g.get("lr_scale", 1.0) for g in optimizer.param_groups] == [1.0, 10.0]
+    assert [len(g["params"]) for g in optimizer.param_groups] == [
+        sum(p.requires_grad for p in gm.parameters()) - len(list(gm.context_lora.parameters())),
+        len(list(gm.context_lora.parameters()))]
+    assert train(cfg, model=_model_with(attention), progress=False, stop_after=2) is None
+    groups = json.loads((tmp_path / "run" / "checkpoint" / "trainer_state.json").read_text())["param_groups"]
+    assert groups[1]["lr_scale"] == 10.0 and groups[1]["lr"] == pytest.approx(10 * groups[0]["lr"])
+    train(cfg, model=_model_with(attention), progress=False)  # resumes into the same two groups
+    assert (tmp_path / "run" / "adapter" / "context_lora.safetensors").is_file()
+    with pytest.raises(ValueError, match="context_lora_lr_scale"):
+        TrainConfig(recipe="pool", context_lora_lr_scale=0)

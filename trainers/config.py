@@ -115,6 +115,8 @@ class TrainConfig:
             hidden state at their input, and each step recomputes them for its drawn chunks, with
             gradient); 0 (the default) keeps the whole context pass the frozen base model.
         context_lora_r, context_lora_alpha: that LoRA's rank and scale (on ``lora_targets``).
+        context_lora_lr_scale: the context LoRA's learning rate as a multiple of ``lr`` (its own
+            optimizer group; it starts at zero, so it may need a faster rate to move).
         collections: English corpus collections to train on (``gist_memory.data.corpus.COLLECTIONS``;
             never the reserved evaluation genres).
     """
@@ -160,6 +162,7 @@ class TrainConfig:
     context_lora_layers: int = 0
     context_lora_r: int = 16
     context_lora_alpha: int = 32
+    context_lora_lr_scale: float = 1.0
 
     def pool_contents(self) -> dict:
         """What each pool chunk holds, as ``ContextPool``'s keyword arguments."""
@@ -233,6 +236,9 @@ class TrainConfig:
                 or any(w < 0 for w in self.language_mix.values()):
             raise ValueError(f"language_mix needs non-negative weights for 'en' and 'ko', some positive; "
                              f"got {self.language_mix}")
+        if isinstance(self.context_lora_lr_scale, bool) or not isinstance(self.context_lora_lr_scale, (int, float)) \
+                or not self.context_lora_lr_scale > 0:
+            raise ValueError(f"context_lora_lr_scale must be a positive number, got {self.context_lora_lr_scale!r}")
         if self.context_lora_layers and self.recipe != "pool":
             raise ValueError("context_lora_layers needs recipe: pool (the episode recipe runs the frozen base over "
                              "the context)")

@@ -19,6 +19,20 @@ def _checkpoint_dir(path: Path) -> Path:
                      "give a run directory or its checkpoint/ directory")
 
 
+def regroup(saved: list[dict], optimizer) -> list[dict]:
+    """Saved parameter groups fitted to ``optimizer``'s groups: each group's own parameters (numbered
+    in order across the groups, as the saved state numbers them) and its ``lr_scale`` as configured
+    now, the other hyperparameters as saved (a checkpoint of one group serves a run that has since
+    put its context LoRA in a group of its own)."""
+    out, at = [], 0
+    for i, group in enumerate(optimizer.param_groups):
+        n = len(group["params"])
+        out.append(dict(saved[min(i, len(saved) - 1)], params=list(range(at, at + n)),
+                        **({"lr_scale": group["lr_scale"]} if "lr_scale" in group else {})))
+        at += n
+    return out
+
+
 def init_from_checkpoint(source: Path, cfg: TrainConfig, gm: GistModel, optimizer) -> int:
     """Start a new run from another run's checkpoint; returns the step it continues at.
 
@@ -63,6 +77,5 @@ def init_from_checkpoint(source: Path, cfg: TrainConfig, gm: GistModel, optimize
     for pid, entry in state.items():
         if entry["exp_avg"].shape != params[pid].shape:
             raise ValueError(f"init_from: {ckpt}'s optimizer state does not fit {names[pid]}")
-    group = dict(meta["param_groups"][0], params=list(range(len(params))))
-    optimizer.load_state_dict({"state": state, "param_groups": [group]})
+    optimizer.load_state_dict({"state": state, "param_groups": regroup(meta["param_groups"], optimizer)})
     return int(meta["step"])

@@ -30,7 +30,7 @@ from gist_memory.model import GistModel
 
 from .config import SHAPE_FIELDS, TrainConfig, read_yaml
 from .data import make_sample, recipe_documents, step_samples, to_episode, training_documents
-from .fork import init_from_checkpoint
+from .fork import init_from_checkpoint, regroup
 from .pool import ContextPool, draw_rows
 from .pool_forward import PoolLoss
 from .runlog import read_log
@@ -64,12 +64,18 @@ def build_model(cfg: TrainConfig, model: GistModel | None = None) -> GistModel:
 
 
 def make_optimizer(cfg: TrainConfig, gm: GistModel):
+    """AdamW over the trainable parameters (in ``gm.parameters()`` order); a context LoRA's factors,
+    which come last, form a second group whose rate is ``context_lora_lr_scale`` times the run's."""
     params = [p for p in gm.parameters() if p.requires_grad]
+    context = {id(p) for p in gm.context_lora.parameters()} if gm.context_lora is not None else set()
+    groups = [{"params": [p for p in params if id(p) not in context]}]
+    if context:
+        groups.append({"params": [p for p in params if id(p) in context], "lr_scale": cfg.context_lora_lr_scale})
     if cfg.load_in_4bit and gm.device.type == "cuda":
         import bitsandbytes as bnb
 
-        return bnb.optim.PagedAdamW8bit(params, lr=cfg.lr, weight_decay=0.0)
-    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
+        return bnb.optim.PagedAdamW8bit(groups, lr=cfg.lr, weight_decay=0.0)
+    return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=0.0)
 
 
 # ---------------------------------------------------------------------------------- checkpoints
@@ -154,7 +160,7 @@ def load_checkpoint(run: Path, gm: GistModel, optimizer) -> int:
             return 0
         ckpt = old
     meta, state, _ = restore_saved(ckpt, gm)
-    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    optimizer.load_state_dict({"state": state, "param_groups": regroup(meta["param_groups"], optimizer)})
     return int(meta["step"])
 
 
@@ -301,7 +307,7 @@ def train(cfg: TrainConfig, model: GistModel | None = None, progress: bool = Tru
     for step in range(start, end):
         t0 = time.perf_counter()
         for group in optimizer.param_groups:
-            group["lr"] = lr_at(cfg, step)
+            group["lr"] = lr_at(cfg, step) * group.get("lr_scale", 1.0)
         if cfg.recipe == "pool":
             built = pool.advance(step)
             rng = random.Random(f"{cfg.seed}-step-{step}{stream}")
