@@ -79,6 +79,13 @@ def chunk_layout(lengths: list[int], k: int) -> tuple[torch.Tensor, torch.Tensor
     return gist_attention_allowed(kinds, chunk_idx), positions, kinds.shape[1] - k
 
 
+def context_inputs(gm, lengths: list[int]) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Pass 1's attention mask and positions for chunks of ``lengths`` right-padded to the longest,
+    L, on the model's device: (additive mask over (L, L), positions (N, L), L)."""
+    allowed, positions, L = chunk_layout(lengths, gm.gist.num_gist_tokens)
+    return additive_mask(allowed[:, :L, :L], gm.dtype).to(gm.device), positions[:, :L].to(gm.device), L
+
+
 def context_kv(gm, chunks: list[list[int]], base: bool = False, hidden_at: int | None = None):
     """Pass 1: the model's KV of N chunks, per layer (N, n_kv_heads, L, head_dim).
 
@@ -88,14 +95,12 @@ def context_kv(gm, chunks: list[list[int]], base: bool = False, hidden_at: int |
     ``hidden_at=i`` it returns ``(layers, hidden)``, ``hidden`` (N, L, hidden size) the input of
     decoder layer ``i`` (what the trainer keeps to recompute the layers from ``i`` on).
     """
-    k, dev = gm.gist.num_gist_tokens, gm.device
-    allowed, positions, L = chunk_layout([len(c) for c in chunks], k)
+    mask, positions, L = context_inputs(gm, [len(c) for c in chunks])
     ids = torch.full((len(chunks), L), gm.tokenizer.pad_token_id, dtype=torch.long)
     for b, c in enumerate(chunks):
         ids[b, :len(c)] = torch.tensor(c)
-    mask = additive_mask(allowed[:, :L, :L], gm.dtype).to(dev)
     with torch.no_grad(), (gm.base_mode() if base else gm.context_mode()):
-        out = gm.model(input_ids=ids.to(dev), attention_mask=mask, position_ids=positions[:, :L].to(dev),
+        out = gm.model(input_ids=ids.to(gm.device), attention_mask=mask, position_ids=positions,
                        use_cache=True, logits_to_keep=1, output_hidden_states=hidden_at is not None)
     if hidden_at is None:
         return _kv_layers(out.past_key_values)

@@ -49,10 +49,10 @@ def init_from_checkpoint(source: Path, cfg: TrainConfig, gm: GistModel, optimize
         ("num_gist_tokens", gist.get("num_gist_tokens"), cfg.num_gist_tokens),
         ("chunk_tokens", gist.get("chunk_tokens"), cfg.chunk_tokens),
         ("lora_r", lora.get("r"), cfg.lora_r), ("lora_alpha", lora.get("lora_alpha"), cfg.lora_alpha)) if had != now]
-    had = gist.get("context_lora")
-    if had and [had.get("layers"), had.get("r"), had.get("alpha")] != [cfg.context_lora_layers, cfg.context_lora_r,
-                                                                       cfg.context_lora_alpha]:
-        wrong.append(f"context_lora: {had} -> layers {cfg.context_lora_layers}, r {cfg.context_lora_r}, "
+    had_context = gist.get("context_lora")  # the source's context LoRA settings, if it had one
+    if had_context and [had_context.get(k) for k in ("layers", "r", "alpha")] != [
+            cfg.context_lora_layers, cfg.context_lora_r, cfg.context_lora_alpha]:
+        wrong.append(f"context_lora: {had_context} -> layers {cfg.context_lora_layers}, r {cfg.context_lora_r}, "
                      f"alpha {cfg.context_lora_alpha}")
     if not old_targets <= set(cfg.lora_targets):
         wrong.append(f"lora_targets: {sorted(old_targets)} -> {sorted(cfg.lora_targets)} (may only add modules)")
@@ -63,7 +63,6 @@ def init_from_checkpoint(source: Path, cfg: TrainConfig, gm: GistModel, optimize
     from .train import restore_saved  # (train imports this module)
 
     meta, saved, loaded = restore_saved(ckpt, gm)
-    had_context = bool(had)
     if getattr(loaded, "unexpected_keys", None):
         raise ValueError(f"init_from: {ckpt} holds tensors this model has no place for: {loaded.unexpected_keys[:3]}")
     # The source optimizer numbered its parameters in named_parameters() order, without the added modules.

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from gist_memory.compress import gist_kv
+from gist_memory.compress import context_inputs, gist_kv
 from gist_memory.mask import additive_mask
 
 from .recipe import IGNORE_INDEX
@@ -36,21 +36,17 @@ def top_layers_kv(gm, hidden: torch.Tensor, lengths: list[int]) -> list[tuple[to
     """The context LoRA's layers run over the kept hidden state at their input (N, L, hidden size),
     right-padded chunks of ``lengths``: their KV per layer (N, kv_heads, L, head_dim), with gradient
     when it is enabled. The same computation as the top of ``compress.context_kv``'s pass, which
-    ``tests/test_pool.py`` checks: the decoder runs with only those layers in its layer list.
+    ``tests/test_context_lora.py`` checks: the decoder runs with only those layers in its layer list.
     """
-    from gist_memory.compress import chunk_layout
-
-    first, dev = gm.context_lora.first_layer, gm.device
-    allowed, positions, L = chunk_layout(lengths, gm.gist.num_gist_tokens)
-    causal_lm = gm.model.get_base_model() if hasattr(gm.model, "get_base_model") else gm.model
-    decoder = causal_lm.get_decoder()
+    first = gm.context_lora.first_layer
+    mask, positions, _ = context_inputs(gm, lengths)
+    decoder = _causal_lm(gm).get_decoder()
     every = decoder.layers
     decoder.layers = torch.nn.ModuleList(list(every)[first:])
     try:
         with gm.context_mode():
-            past = decoder(inputs_embeds=hidden.to(dev, gm.dtype), attention_mask=additive_mask(allowed[:, :L, :L], gm.dtype).to(dev),
-                           position_ids=positions[:, :L].to(dev), past_key_values=_cache(gm, []),
-                           use_cache=True).past_key_values
+            past = decoder(inputs_embeds=hidden.to(gm.device, gm.dtype), attention_mask=mask, position_ids=positions,
+                           past_key_values=_cache(gm, []), use_cache=True).past_key_values
     finally:
         decoder.layers = every
     return [(layer.keys, layer.values) for layer in past.layers[first:]]
@@ -66,6 +62,11 @@ def context_of(gm, chunks: list[PoolChunk]) -> list[tuple[torch.Tensor, torch.Te
     hidden = torch.stack([torch.nn.functional.pad(c.hidden.to(gm.device, gm.dtype), (0, 0, 0, L - len(c.ids)))
                           for c in chunks])
     return layers + top_layers_kv(gm, hidden, [len(c.ids) for c in chunks])
+
+
+def _causal_lm(gm):
+    """The causal LM itself, under the PEFT wrapper if there is one."""
+    return gm.model.get_base_model() if hasattr(gm.model, "get_base_model") else gm.model
 
 
 def _common_prefix(seqs: list[list[int]]) -> int:
@@ -159,7 +160,7 @@ def post_logits(gm, gists: list[tuple[torch.Tensor, torch.Tensor]], lengths: lis
     own_cols |= (~real[:, :, None]) & torch.eye(Tp, dtype=torch.bool)[None]  # a pad sees itself only
     allowed = torch.cat([valid[:, None, :].expand(E, Tp, G) & real[:, :, None],
                          real[:, :, None].expand(E, Tp, S), own_cols], dim=2)
-    causal_lm = gm.model.get_base_model() if hasattr(gm.model, "get_base_model") else gm.model
+    causal_lm = _causal_lm(gm)
     hidden = causal_lm.get_decoder()(input_ids=ids.to(dev), attention_mask=additive_mask(allowed, gm.dtype).to(dev),
                                      position_ids=positions.to(dev), past_key_values=_cache(gm, layers),
                                      use_cache=True).last_hidden_state  # (E, Tp, hidden)
