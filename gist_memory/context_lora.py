@@ -117,18 +117,30 @@ class ContextLoRA(nn.Module):
 
         save_file(self.state(), str(Path(directory) / FILE), metadata={"format": "gist-context-lora"})
 
-    def load(self, directory: Path) -> None:
-        """Load the factors saved in ``directory``; every module must be there, with its shape."""
+    def layer_of(self, i: int) -> int:
+        """The decoder layer of module ``i`` (the order of ``names``, ``a`` and ``b``)."""
+        return int(self.names[i].split(".")[1])
+
+    def load(self, directory: Path, partial: bool = False) -> list[str]:
+        """Load the factors saved in ``directory``; every module must be there, with its shape.
+
+        With ``partial``, the saved modules may be a subset (a context LoRA grown to more layers
+        than the one saved: the others keep their fresh factors, B = 0). Returns the modules loaded.
+        """
         from safetensors.torch import load_file
 
         tensors = load_file(str(Path(directory) / FILE))
         expected = self.state()
-        if set(tensors) != set(expected):
-            missing, extra = sorted(set(expected) - set(tensors)), sorted(set(tensors) - set(expected))
+        missing, extra = sorted(set(expected) - set(tensors)), sorted(set(tensors) - set(expected))
+        if extra or (missing and not partial):
             raise ValueError(f"{FILE} does not match the settings (missing {missing[:2]}, unexpected {extra[:2]})")
+        loaded = [name for name in self.names if f"{name}.A" in tensors]
         with torch.no_grad():
             for name, a, b in zip(self.names, self.a, self.b):
+                if name not in loaded:
+                    continue
                 for key, p in ((f"{name}.A", a), (f"{name}.B", b)):
                     if tensors[key].shape != p.shape:
                         raise ValueError(f"{FILE}: {key} has shape {tuple(tensors[key].shape)}, expected {tuple(p.shape)}")
                     p.copy_(tensors[key].to(p.dtype))
+        return loaded

@@ -174,3 +174,59 @@ def test_the_context_lora_trains_at_its_own_rate_and_resumes_with_it(tmp_path):
     assert (tmp_path / "run" / "adapter" / "context_lora.safetensors").is_file()
     with pytest.raises(ValueError, match="context_lora_lr_scale"):
         TrainConfig(recipe="pool", context_lora_lr_scale=0)
+
+
+def test_a_fork_may_grow_the_context_lora_to_more_layers_and_keeps_what_the_source_learnt(tmp_path):
+    from safetensors.torch import load_file
+
+    from test_trainer import _pool_config
+    from trainers.fork import init_from_checkpoint
+    from trainers.train import make_optimizer, train
+
+    attention = ("q_proj", "k_proj", "v_proj", "o_proj")
+
+    def _model_with(targets):  # three layers: a context LoRA on the top one alone reaches no gist
+        gm = tiny_gist_model(k=4, chunk_tokens=64, lora=False, layers=3)
+        with torch.no_grad():
+            gm.model.get_input_embeddings().weight.mul_(20)
+        torch.manual_seed(1)
+        gm.add_lora(r=4, alpha=8, target_modules=targets)
+        return gm
+
+    ctx = dict(lora_r=4, lora_alpha=8, context_lora_r=4, context_lora_alpha=8)
+    train(_pool_config(tmp_path / "a", steps=4, context_lora_layers=2, **ctx), model=_model_with(attention),
+          progress=False, stop_after=2)
+    src = tmp_path / "a" / "run" / "checkpoint"
+    saved = load_file(str(src / "context_lora.safetensors"))
+    assert saved and all(k.startswith(("layers.1.", "layers.2.")) for k in saved)
+    assert any(torch.count_nonzero(v) for k, v in saved.items() if k.endswith(".B"))  # the source learnt something
+
+    cfg = _pool_config(tmp_path / "b", steps=5, init_from=str(src), context_lora_layers=3, **ctx)
+    gm = _model_with(attention)
+    gm.add_context_lora(3, 4, 8)
+    optimizer = make_optimizer(cfg, gm)
+    assert init_from_checkpoint(src, cfg, gm, optimizer) == 2
+    state = gm.context_lora.state()
+    for key, value in saved.items():  # the source's top layer, exactly
+        torch.testing.assert_close(state[key], value, rtol=0, atol=0)
+    added = [k for k in state if k.startswith("layers.0.")]
+    assert added and all(torch.count_nonzero(state[k]) == 0 for k in added if k.endswith(".B"))
+    # the source's AdamW moments sit on the source's modules (those its gradient reached); the added
+    # modules have none yet
+    params = dict(gm.named_parameters())
+    names = gm.context_lora.names
+    moments = {names[int(n.rsplit(".", 1)[1])]: bool(optimizer.state.get(params[n]))
+               for n in params if n.startswith("context_lora.")}
+    assert not any(had for name, had in moments.items() if name.startswith("layers.0."))
+    assert any(had for name, had in moments.items() if name.startswith("layers.1."))
+    train(cfg, model=_model_with(attention), progress=False)  # and it trains on from there
+    grown = load_file(str(tmp_path / "b" / "run" / "adapter" / "context_lora.safetensors"))
+    assert any(torch.count_nonzero(v) for k, v in grown.items() if k.startswith("layers.0.") and k.endswith(".B"))
+    # a context LoRA may grow, not shrink or change its rank
+    for layers, r in ((2, 4), (3, 2)):
+        c = _pool_config(tmp_path / f"c{layers}{r}", steps=5, init_from=str(tmp_path / "b" / "run"),
+                         **{**ctx, "context_lora_layers": layers, "context_lora_r": r})
+        g = _model_with(attention)
+        g.add_context_lora(layers, r, 8)
+        with pytest.raises(ValueError, match="layers may only grow"):
+            init_from_checkpoint(tmp_path / "b" / "run", c, g, make_optimizer(c, g))

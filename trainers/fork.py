@@ -50,10 +50,11 @@ def init_from_checkpoint(source: Path, cfg: TrainConfig, gm: GistModel, optimize
         ("chunk_tokens", gist.get("chunk_tokens"), cfg.chunk_tokens),
         ("lora_r", lora.get("r"), cfg.lora_r), ("lora_alpha", lora.get("lora_alpha"), cfg.lora_alpha)) if had != now]
     had_context = gist.get("context_lora")  # the source's context LoRA settings, if it had one
-    if had_context and [had_context.get(k) for k in ("layers", "r", "alpha")] != [
-            cfg.context_lora_layers, cfg.context_lora_r, cfg.context_lora_alpha]:
+    # a context LoRA may grow to more layers (the source's keep their factors, the added start at zero)
+    if had_context and ([had_context.get(k) for k in ("r", "alpha")] != [cfg.context_lora_r, cfg.context_lora_alpha]
+                        or not 1 <= int(had_context.get("layers") or 0) <= cfg.context_lora_layers):
         wrong.append(f"context_lora: {had_context} -> layers {cfg.context_lora_layers}, r {cfg.context_lora_r}, "
-                     f"alpha {cfg.context_lora_alpha}")
+                     f"alpha {cfg.context_lora_alpha} (layers may only grow)")
     if not old_targets <= set(cfg.lora_targets):
         wrong.append(f"lora_targets: {sorted(old_targets)} -> {sorted(cfg.lora_targets)} (may only add modules)")
     if str(gist.get("base_model", "")).split("#")[-1] != gm.base_identity.split("#")[-1]:
@@ -62,13 +63,23 @@ def init_from_checkpoint(source: Path, cfg: TrainConfig, gm: GistModel, optimize
         raise ValueError(f"init_from: {ckpt} was made with other settings ({'; '.join(wrong)})")
     from .train import restore_saved  # (train imports this module)
 
-    meta, saved, loaded = restore_saved(ckpt, gm)
+    grown = bool(had_context) and int(had_context["layers"]) < cfg.context_lora_layers
+    meta, saved, loaded = restore_saved(ckpt, gm, grow_context=grown)
     if getattr(loaded, "unexpected_keys", None):
         raise ValueError(f"init_from: {ckpt} holds tensors this model has no place for: {loaded.unexpected_keys[:3]}")
     # The source optimizer numbered its parameters in named_parameters() order, without the added modules.
     names = [n for n, p in gm.named_parameters() if p.requires_grad]
-    kept = [i for i, n in enumerate(names) if not (n.startswith("context_lora.") and not had_context)
-            and (".lora_" not in n or n.split(".lora_")[0].rsplit(".", 1)[-1] in old_targets)]
+    # a context LoRA's modules are sorted by layer and the source's are the top ones: it had module i
+    # (context_lora.a.i, context_lora.b.i) when that module's layer is among its top layers
+    first_old = (gm.context_lora.first_layer + cfg.context_lora_layers - int(had_context["layers"])
+                 if had_context else None)
+
+    def source_had(n: str) -> bool:
+        if n.startswith("context_lora."):
+            return bool(had_context) and gm.context_lora.layer_of(int(n.rsplit(".", 1)[1])) >= first_old
+        return ".lora_" not in n or n.split(".lora_")[0].rsplit(".", 1)[-1] in old_targets
+
+    kept = [i for i, n in enumerate(names) if source_had(n)]
     if saved and max(saved) >= len(kept):
         raise ValueError(f"init_from: {ckpt}'s optimizer has more parameters than its adapter")
     state = {kept[pid]: entry for pid, entry in saved.items()}

@@ -127,9 +127,10 @@ def record_config(run: Path, cfg: TrainConfig, start: int) -> None:
         fh.write(json.dumps({"from_step": start, "config": cfg.to_dict()}) + "\n")
 
 
-def restore_saved(ckpt: Path, gm: GistModel) -> tuple[dict, dict, object]:
+def restore_saved(ckpt: Path, gm: GistModel, grow_context: bool = False) -> tuple[dict, dict, object]:
     """Load checkpoint ``ckpt``'s LoRA and gist rows into ``gm``; returns its trainer state, its
-    optimizer state by parameter number (as saved) and PEFT's load result."""
+    optimizer state by parameter number (as saved) and PEFT's load result. With ``grow_context``
+    the checkpoint's context LoRA may cover fewer layers than ``gm``'s (a fork that grows it)."""
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
 
@@ -141,7 +142,7 @@ def restore_saved(ckpt: Path, gm: GistModel) -> tuple[dict, dict, object]:
     if (ckpt / CONTEXT_LORA_FILE).is_file():  # (a checkpoint without one, forked from, leaves it at zero)
         if gm.context_lora is None:
             raise ValueError(f"{ckpt} has a context LoRA; set context_lora_layers as it was made")
-        gm.context_lora.load(ckpt)
+        gm.context_lora.load(ckpt, partial=grow_context)
     meta = json.loads((ckpt / "trainer_state.json").read_text())
     tensors = load_file(str(ckpt / "optimizer.safetensors"), device=str(gm.device))
     state: dict = {}
