@@ -121,11 +121,11 @@ class ContextLoRA(nn.Module):
         """The decoder layer of module ``i`` (the order of ``names``, ``a`` and ``b``)."""
         return int(self.names[i].split(".")[1])
 
-    def load(self, directory: Path, partial: bool = False) -> list[str]:
+    def load(self, directory: Path, partial: bool = False) -> None:
         """Load the factors saved in ``directory``; every module must be there, with its shape.
 
         With ``partial``, the saved modules may be a subset (a context LoRA grown to more layers
-        than the one saved: the others keep their fresh factors, B = 0). Returns the modules loaded.
+        than the one saved: the others keep their fresh factors, B = 0).
         """
         from safetensors.torch import load_file
 
@@ -134,13 +134,11 @@ class ContextLoRA(nn.Module):
         missing, extra = sorted(set(expected) - set(tensors)), sorted(set(tensors) - set(expected))
         if extra or (missing and not partial):
             raise ValueError(f"{FILE} does not match the settings (missing {missing[:2]}, unexpected {extra[:2]})")
-        loaded = [name for name in self.names if f"{name}.A" in tensors]
         with torch.no_grad():
             for name, a, b in zip(self.names, self.a, self.b):
-                if name not in loaded:
+                if f"{name}.A" not in tensors:  # (partial: a module the saved LoRA did not have)
                     continue
                 for key, p in ((f"{name}.A", a), (f"{name}.B", b)):
                     if tensors[key].shape != p.shape:
                         raise ValueError(f"{FILE}: {key} has shape {tuple(tensors[key].shape)}, expected {tuple(p.shape)}")
                     p.copy_(tensors[key].to(p.dtype))
-        return loaded

@@ -179,19 +179,14 @@ def test_the_context_lora_trains_at_its_own_rate_and_resumes_with_it(tmp_path):
 def test_a_fork_may_grow_the_context_lora_to_more_layers_and_keeps_what_the_source_learnt(tmp_path):
     from safetensors.torch import load_file
 
-    from test_trainer import _pool_config
+    from test_trainer import _model_with as _two_layers, _pool_config
     from trainers.fork import init_from_checkpoint
     from trainers.train import make_optimizer, train
 
     attention = ("q_proj", "k_proj", "v_proj", "o_proj")
 
     def _model_with(targets):  # three layers: a context LoRA on the top one alone reaches no gist
-        gm = tiny_gist_model(k=4, chunk_tokens=64, lora=False, layers=3)
-        with torch.no_grad():
-            gm.model.get_input_embeddings().weight.mul_(20)
-        torch.manual_seed(1)
-        gm.add_lora(r=4, alpha=8, target_modules=targets)
-        return gm
+        return _two_layers(targets, layers=3)
 
     ctx = dict(lora_r=4, lora_alpha=8, context_lora_r=4, context_lora_alpha=8)
     train(_pool_config(tmp_path / "a", steps=4, context_lora_layers=2, **ctx), model=_model_with(attention),
@@ -207,7 +202,7 @@ def test_a_fork_may_grow_the_context_lora_to_more_layers_and_keeps_what_the_sour
     optimizer = make_optimizer(cfg, gm)
     assert init_from_checkpoint(src, cfg, gm, optimizer) == 2
     state = gm.context_lora.state()
-    for key, value in saved.items():  # the source's top layer, exactly
+    for key, value in saved.items():  # the source's two top layers, exactly
         torch.testing.assert_close(state[key], value, rtol=0, atol=0)
     added = [k for k in state if k.startswith("layers.0.")]
     assert added and all(torch.count_nonzero(state[k]) == 0 for k in added if k.endswith(".B"))

@@ -385,8 +385,8 @@ def test_answer_losses_cover_every_task_of_the_chunks(tmp_path):
     assert gm.training  # left as it was found
 
 
-def _model_with(targets):
-    gm = tiny_gist_model(k=4, chunk_tokens=64, lora=False)
+def _model_with(targets, layers: int = 2):
+    gm = tiny_gist_model(k=4, chunk_tokens=64, lora=False, layers=layers)
     with torch.no_grad():
         gm.model.get_input_embeddings().weight.mul_(20)
     torch.manual_seed(1)
