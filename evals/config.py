@@ -7,7 +7,7 @@ import shlex
 from dataclasses import asdict, dataclass, fields
 from typing import Literal
 
-from gist_memory.config import MODES, Mode, check_gist_settings
+from gist_memory.config import MODES, RETRIEVALS, Mode, check_gist_settings
 #: What ``--metrics`` turns on, cumulatively: ``basic`` is exact match and cost only; ``offline``
 #: adds the RAGAS metrics that need no LLM (semantic similarity with the local embedding model,
 #: string similarity, ROUGE-L, non-LLM context recall).
@@ -47,6 +47,8 @@ class EvalConfig:
         chunk_tokens: tokens per chunk (rag retrieves chunks, gist compresses each into k
             entries); default: the adapter's, else 512.
         top_k: chunks retrieved per question in rag and hybrid modes.
+        retrieval: how rag and hybrid choose chunks: fusion (vector search re-ranked with BM25)
+            or dense (vector search alone), as ``GistMemory(retrieval=...)``.
         seed: seed of the dataset builders.
         out: output directory; default eval_runs/<UTC date-time>.
         lengths: NIAH haystack lengths in tokens, comma-separated.
@@ -77,6 +79,7 @@ class EvalConfig:
     gist_tokens: int | None = None
     chunk_tokens: int | None = None
     top_k: int = 2
+    retrieval: str = "fusion"
     seed: int = 0
     out: str | None = None
     lengths: str = "1024,2048"
@@ -100,6 +103,8 @@ class EvalConfig:
             raise ValueError("dataset is empty; name a builder (niah, niah-ko, facts, theme, ood-facts, ood-theme) or a .jsonl file")
         if self.limit is not None and self.limit < 1:
             raise ValueError(f"limit must be at least 1 (or left unset), got {self.limit}")
+        if self.retrieval not in RETRIEVALS:
+            raise ValueError(f"retrieval must be one of {', '.join(RETRIEVALS)}, got {self.retrieval!r}")
         for name in ("top_k", "max_new_tokens", "theme_tokens"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")

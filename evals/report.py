@@ -103,7 +103,7 @@ def render_markdown(results: dict) -> str:
     out = ["# gist-memory evaluation", "",
            f"- command: `{results['command']}`",
            f"- model: {model['base']}; adapter: {model['adapter']}; k = {model['gist_tokens']} gist tokens per "
-           f"{model['chunk_tokens']}-token chunk; top-k = {cfg['top_k']}",
+           f"{model['chunk_tokens']}-token chunk; top-k = {cfg['top_k']}, {cfg.get('retrieval', 'dense')} retrieval",
            f"- dataset: {cfg['dataset']} ({results['dataset']['n_samples']} samples, seed {cfg['seed']}); "
            f"max {cfg['max_new_tokens']} new tokens, greedy",
            f"- device: {env['device']}; {env['date']}; git {env['git_hash']}",

@@ -179,7 +179,8 @@ def evaluate(config: EvalConfig, model=None, embedder=None, command: str | None 
             write_jsonl(samples, out / "samples.jsonl")
             if gm.adapter_identity in ("none", "training") and any(m in ("gist", "hybrid") for m in config.modes):
                 notes.append(_NO_ADAPTER_NOTE)
-        with GistMemory(model=gm, embedder=embed, top_k=config.top_k, device=config.device) as memory:
+        with GistMemory(model=gm, embedder=embed, top_k=config.top_k, device=config.device,
+                        retrieval=config.retrieval) as memory:
             desc = f"k={gm.gist.num_gist_tokens} " if sweeping else ""
             bar = tqdm(total=len(samples) * len(modes), desc=f"{desc}evaluating", unit="answer",
                        disable=not config.progress)

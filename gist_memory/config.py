@@ -16,6 +16,9 @@ ADAPTER_FORMAT_VERSION = 2
 MODES = ("rag", "gist", "hybrid", "full")
 Mode = Literal["rag", "gist", "hybrid", "full"]
 
+#: How rag and hybrid choose their chunks: vector search re-ranked with BM25, or vector search alone.
+RETRIEVALS = ("fusion", "dense")
+
 #: Bounds of the gist settings (inclusive).
 GIST_TOKENS_RANGE = (1, 256)
 CHUNK_TOKENS_RANGE = (8, 32768)

@@ -23,6 +23,7 @@ import tempfile
 import weakref
 from pathlib import Path
 
+from .config import RETRIEVALS
 from .documents import Document
 from .embedder import DEFAULT_EMBEDDER, as_embedder
 from .errors import CacheMismatchError, InputError
@@ -67,6 +68,9 @@ class GistMemory(Ingest, Query):
         chunk_tokens: tokens per chunk; None: the store's setting, else the model's gist chunk length.
         chunk_overlap: tokens shared by neighbouring chunks; None: the store's setting, else 0.
         top_k: chunks retrieved per question.
+        retrieval: how chunks are chosen for rag and hybrid modes: 'fusion' (vector search's
+            candidates re-ranked with BM25 over their text, so rare words such as names and codes
+            count) or 'dense' (vector search alone).
         device: 'auto', 'cpu', 'cuda' ... for a model or embedder loaded by name.
         rebuild: re-compress and re-embed the stored documents when the store was built with
             another model, adapter, chunking or embedder (otherwise that is an error).
@@ -81,11 +85,13 @@ class GistMemory(Ingest, Query):
     def __init__(self, persist_dir=None, model="default", adapter="auto", embedder="default", client=None,
                  collection: str = "gist_memory", chunk_tokens: int | None = None, chunk_overlap: int | None = None,
                  top_k: int = 4, device: str = "auto", rebuild: bool = False, read_only: bool = False,
-                 gate_timeout_s: float = DEFAULT_TIMEOUT_S, index_text: bool = False):
+                 gate_timeout_s: float = DEFAULT_TIMEOUT_S, index_text: bool = False, retrieval: str = "fusion"):
         from .model import GistModel
 
         if not isinstance(top_k, int) or top_k < 1:
             raise ValueError(f"top_k must be a positive integer, got {top_k!r}")
+        if retrieval not in RETRIEVALS:
+            raise ValueError(f"retrieval must be one of {', '.join(RETRIEVALS)}, got {retrieval!r}")
         if not isinstance(gate_timeout_s, (int, float)) or not gate_timeout_s > 0:
             raise ValueError(f"gate_timeout_s must be a positive number of seconds, got {gate_timeout_s!r}")
         if persist_dir is None and read_only:
@@ -107,6 +113,7 @@ class GistMemory(Ingest, Query):
             raise ValueError(f"chunk_overlap must be an integer in [0, chunk_tokens={self.chunk_tokens}), "
                              f"got {self.chunk_overlap!r}")
         self.top_k = top_k
+        self.retrieval = retrieval
         self.embedder = as_embedder(embedder, device=device)
         self._gate = Gate(gate_timeout_s)
         self._streams = weakref.WeakSet()  # open answer streams, closed with the memory

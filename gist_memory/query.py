@@ -7,6 +7,7 @@ from collections.abc import Iterable
 
 from .answers import Answer, AnswerStream, Source
 from .config import MODES
+from .lexical import fuse
 from .errors import InputError
 from .tags import check_scope, render_turns, split_gist_refs
 
@@ -52,7 +53,13 @@ class Query:
 
     def retrieve(self, question: str, top_k: int | None = None, where: dict | None = None,
                  doc_ids=None) -> list[Source]:
-        """The ``top_k`` chunks nearest to ``question`` by vector search, best first.
+        """The ``top_k`` chunks that best match ``question``, best first.
+
+        With ``retrieval="fusion"`` (the default) vector search proposes ``max(4 * top_k, 32)``
+        candidates and BM25 over their text re-ranks them (:mod:`gist_memory.lexical`), so a chunk
+        holding the question's rare words is found even when its embedding is not the nearest; with
+        ``retrieval="dense"`` the order is vector search's alone. ``Source.score`` is the cosine
+        similarity either way.
 
         Args:
             where: a Chroma metadata filter, e.g. ``{"source": "contract.pdf"}``.
@@ -63,10 +70,15 @@ class Query:
         if top_k is not None and (not isinstance(top_k, int) or top_k < 1):
             raise ValueError(f"top_k must be a positive integer, got {top_k!r}")
         k = top_k or self.top_k
-        hits = self.index.search(self.embedder([question])[0], k, _where(where, doc_ids))
+        fusion = self.retrieval == "fusion"
+        hits = self.index.search(self.embedder([question])[0], max(4 * k, 32) if fusion else k,
+                                 _where(where, doc_ids))
         records = self.store.chunks_by_id([cid for cid, _ in hits])
         # A chunk without a catalogue record belongs to an add still running (or interrupted): skip it.
-        return [self._source(records[cid], score) for cid, score in hits if cid in records]
+        found = [self._source(records[cid], score) for cid, score in hits if cid in records]
+        if fusion:
+            found = [found[i] for i in fuse(question, [s.text for s in found], [s.score for s in found])]
+        return found[:k]
 
     def query(self, question: str, mode: str = "hybrid", top_k: int | None = None, where: dict | None = None,
               doc_ids=None, max_new_tokens: int = 64, stream: bool = False, context: str | None = None,

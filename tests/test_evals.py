@@ -162,6 +162,7 @@ def test_llm_judge_scores_through_an_openai_compatible_endpoint(tmp_path, datase
 @pytest.mark.parametrize("argv, message", [
     (["--mode", "fast"], "mode"),
     (["--mode", "hybrid", "--top-k", "0"], "top_k must be at least 1"),
+    (["--mode", "hybrid", "--retrieval", "bm25"], "retrieval must be one of fusion, dense"),
     (["--mode", "hybrid", "--sweep-gist-tokens", "2,4", "--adapter", "some/dir"], None),
 ])
 def test_command_line_rejects_bad_options(argv, message, capsys):

@@ -110,11 +110,18 @@ def test_gist_mode_reads_every_chunk_hybrid_only_top_k(mem):
 
 def test_retrieved_chunks_are_used_in_document_order(mem):
     best_first = mem.retrieve(QUESTION, top_k=3)
-    assert [s.score for s in best_first] == sorted((s.score for s in best_first), reverse=True)
     ans = mem.query(QUESTION, mode="rag", top_k=3, max_new_tokens=2)
     docs = list(dict.fromkeys(s.doc_id for s in best_first))
     assert [(s.doc_id, s.chunk_index) for s in ans.sources] == sorted(
         ((s.doc_id, s.chunk_index) for s in best_first), key=lambda p: (docs.index(p[0]), p[1]))
+
+
+def test_dense_retrieval_orders_by_similarity(tmp_path, gm):
+    with open_memory(tmp_path / "dense", gm, retrieval="dense") as dense:
+        dense.add(tiny_documents(3), progress=False)
+        best_first = dense.retrieve("topic2 lamp", top_k=5)
+    assert len(best_first) == 5
+    assert [s.score for s in best_first] == sorted((s.score for s in best_first), reverse=True)
 
 
 def test_stream_yields_the_same_answer(mem):
