@@ -170,6 +170,23 @@ def test_pool_recipe_resumes_to_the_same_state(tmp_path):
             torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6)
 
 
+def test_snapshots_keep_the_adapter_of_every_nth_step_and_the_log_keeps_the_pool_build_time(tmp_path):
+    from safetensors.torch import load_file
+
+    from trainers.train import train
+
+    train(_pool_config(tmp_path, steps=4, snapshot_every=2), model=_fresh_model(), progress=False)
+    snaps = tmp_path / "run" / "snapshots"
+    assert sorted(p.name for p in snaps.iterdir()) == ["step-00000", "step-00002", "step-00004"]
+    final, last = (load_file(str(d / "gist_embeddings.safetensors")) for d in (tmp_path / "run" / "adapter", snaps / "step-00004"))
+    first = load_file(str(snaps / "step-00000" / "gist_embeddings.safetensors"))
+    for key in final:
+        torch.testing.assert_close(final[key], last[key], rtol=0, atol=0)
+        assert not torch.equal(first[key], last[key])  # the start, before any step
+    rows = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert rows[0]["setup_s"] > 0 and all("setup_s" not in r for r in rows[1:])
+
+
 def test_pool_validation_keeps_every_answer_of_each_step(tmp_path):
     from trainers.train import train
 
@@ -369,6 +386,25 @@ def test_generic_facts_draw_relations_and_shapes_but_keep_the_held_out_kinds_out
         TrainConfig(task_mix={"niah": 1.0, "generic": 0.5})
     with pytest.raises(ValueError, match=r"generic_share must be in \[0, 1 - relation_share\] = \[0, 0.6\]"):
         TrainConfig(recipe="pool", relation_share=0.4, generic_share=0.7)
+
+
+def test_open_shapes_add_the_combinations_shape_and_change_no_other_draw():
+    from gist_memory.data.facts import _HELD_OUT_WORDS, generic_fact
+
+    triples = 0
+    for i in range(3000):
+        closed, opened = generic_fact(random.Random(i)), generic_fact(random.Random(i), open_shapes=True)
+        words = opened.needle.replace(opened.answer, "").replace(opened.owner, "")
+        assert not any(re.search(rf"\b{w}\b", words, re.I) for w in _HELD_OUT_WORDS), opened.needle
+        assert not re.fullmatch(r"\d+-\d+-\d+", closed.answer)
+        triples += bool(re.fullmatch(r"\d+-\d+-\d+", opened.answer))
+        if "-" not in closed.answer and "-" not in opened.answer:
+            assert closed == opened  # only a hyphen-grouped value's draw differs
+    assert triples >= 5  # (about 1 in 300 generic facts: a tenth of the shapes, a ninth of the separators, a third of the counts)
+    cfg = TrainConfig(recipe="pool", open_shapes=True)
+    assert cfg.pool_contents()["open_shapes"] is True
+    with pytest.raises(ValueError, match="open_shapes"):
+        TrainConfig(open_shapes="yes")
 
 
 def test_answer_losses_cover_every_task_of_the_chunks(tmp_path):

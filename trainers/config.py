@@ -78,6 +78,9 @@ class TrainConfig:
             ``keyed_share`` and ``facts_per_chunk`` (the log's ``tasks``).
         eval_every, eval_samples: validation through the real inference path.
         save_every: checkpoint period (steps); the run resumes from the latest.
+        snapshot_every: also keep the adapter (no optimizer state) of every this-many steps in
+            ``<out_dir>/snapshots/step-NNNNN`` (0, the default: none), to score a run's curve
+            afterwards on one validation set (``benchmarks/recipe_race.py``).
         seed: seeds data and initialisation; data of step s depends only on (seed, s).
         device, dtype: 'auto' picks CUDA/bf16 when available, else CPU/fp32.
         load_in_4bit: QLoRA: NF4 base, paged 8-bit AdamW, gradient checkpointing (CUDA).
@@ -97,6 +100,9 @@ class TrainConfig:
         generic_share: share of those facts that are instead of a drawn relation and value shape
             (``facts.generic_fact``: "the ferry call sign is 71/0/388"), asked as task ``generic``;
             relation_share + generic_share must not exceed 1.
+        open_shapes: generic facts' values may take the held-out kinds' shapes too (three digit
+            groups joined by hyphens, a combination's); the held-out kinds stay out by their words
+            and relations (``facts.generic_fact``). False keeps every earlier run's data as it was.
         language_mix: share of pool chunks by language ('en', 'ko').
         init_from: a checkpoint directory (or a run directory holding one) that a new run starts
             from: its step, its LoRA and gist rows, and the optimizer state of every parameter it
@@ -138,6 +144,7 @@ class TrainConfig:
     eval_every: int = 200
     eval_samples: int = 16
     save_every: int = 50
+    snapshot_every: int = 0
     seed: int = 0
     device: str = "auto"
     dtype: str = "auto"
@@ -157,6 +164,7 @@ class TrainConfig:
     theme_tokens: int = 40
     relation_share: float = 0.0
     generic_share: float = 0.0
+    open_shapes: bool = False
     loss_weighting: str = "token"
     init_from: str = ""
     context_lora_layers: int = 0
@@ -168,7 +176,8 @@ class TrainConfig:
         """What each pool chunk holds, as ``ContextPool``'s keyword arguments."""
         return {"facts": self.facts_per_chunk, "language_mix": self.language_mix, "keyed_share": self.keyed_share,
                 "theme_share": self.theme_share, "theme_tokens": self.theme_tokens,
-                "relation_share": self.relation_share, "generic_share": self.generic_share}
+                "relation_share": self.relation_share, "generic_share": self.generic_share,
+                "open_shapes": self.open_shapes}
 
     def __post_init__(self) -> None:
         try:
@@ -189,9 +198,11 @@ class TrainConfig:
         for name in positive:
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
-        for name in ("warmup_steps", "facts_per_chunk", "num_threads", "context_lora_layers"):
+        for name in ("warmup_steps", "facts_per_chunk", "num_threads", "context_lora_layers", "snapshot_every"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
                 raise ValueError(f"{name} must be an integer >= 0, got {getattr(self, name)!r}")
+        if not isinstance(self.open_shapes, bool):
+            raise ValueError(f"open_shapes must be true or false, got {self.open_shapes!r}")
         if not self.lr > 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
         if not stages:

@@ -96,20 +96,20 @@ class ChunkPlan:
     theme_prompt: list[int] | None = None  #: a theme question whose answer the base model gives (see build)
 
 
-def _draw_fact(rng: random.Random, relation_share: float, generic_share: float):
+def _draw_fact(rng: random.Random, relation_share: float, generic_share: float, open_shapes: bool = False):
     if not (relation_share or generic_share):
         return open_fact(rng)
     u = rng.random()
     if u < relation_share:
         return relation_fact(rng)
     if u < relation_share + generic_share:
-        return generic_fact(rng)
+        return generic_fact(rng, open_shapes)
     return open_fact(rng)
 
 
 def plan_chunk(rng: random.Random, docs: dict[str, list[SourceDocument]], tokenizer, n_tokens: int,
                chunk_tokens: int, facts: int, language: str, keyed: bool, relation_share: float = 0.0,
-               generic_share: float = 0.0) -> ChunkPlan:
+               generic_share: float = 0.0, open_shapes: bool = False) -> ChunkPlan:
     """Real text of about ``n_tokens`` with needles planted: a pass key (if ``keyed``) and ``facts``
     open-vocabulary facts for English (each asked about, and, as task ``quote``, asked for its
     sentence back word for word), plus a cloze question and the text's opening on the real text.
@@ -118,14 +118,14 @@ def plan_chunk(rng: random.Random, docs: dict[str, list[SourceDocument]], tokeni
     of a drawn relation and value shape (``facts.generic_fact``; task ``generic``), else an open
     kind (task ``fact``); at 0 and 0 no draw is spent on the choice, so plans stay those of
     recipes before them (and one draw serves both shares, so a plan with only ``relation_share``
-    is the same as before ``generic_share`` existed)."""
+    is the same as before ``generic_share`` existed). ``open_shapes``: see ``facts.generic_fact``."""
     needles, questions = [], []
     if keyed:
         key = passkey_sample(rng, "x", 0.5, "k", language=language)
         needles.append(key.needle)
         questions.append(("niah", key.question, key.answer))
     if language == "en":
-        drawn = [_draw_fact(rng, relation_share, generic_share) for _ in range(facts)]
+        drawn = [_draw_fact(rng, relation_share, generic_share, open_shapes) for _ in range(facts)]
         for fact in drawn:
             task = "relation" if fact.kind.startswith("relation-") else "generic" if fact.kind == "generic" else "fact"
             needles.append(fact.needle)
@@ -158,21 +158,21 @@ class ContextPool:
         storage_dtype: dtype the KV is kept in (fp16 halves the memory; fp32 is exact).
         length_at: step -> (min_tokens, max_tokens) of chunks made at that step (the curriculum).
         seed: chunk ``i`` is drawn from ``random.Random(f"{seed}-chunk-{i}")``.
-        facts, language_mix, keyed_share, relation_share, generic_share: what each chunk holds
-            (``plan_chunk``).
+        facts, language_mix, keyed_share, relation_share, generic_share, open_shapes: what each
+            chunk holds (``plan_chunk``).
     """
 
     def __init__(self, gm, docs: dict[str, list[SourceDocument]], size: int, refresh: float,
                  storage_dtype: torch.dtype, length_at, seed: int | str = 0, facts: int = 3,
                  language_mix: dict[str, float] | None = None, keyed_share: float = 0.5, batch: int = 8,
                  theme_share: float = 0.0, theme_tokens: int = 40, relation_share: float = 0.0,
-                 generic_share: float = 0.0):
+                 generic_share: float = 0.0, open_shapes: bool = False):
         self.gm, self.docs, self.size, self.refresh = gm, docs, size, refresh
         self.storage_dtype, self.length_at, self.seed, self.facts = storage_dtype, length_at, seed, facts
         self.language_mix = language_mix or {"en": 1.0}
         self.keyed_share, self.batch = keyed_share, batch
         self.theme_share, self.theme_tokens = theme_share, theme_tokens
-        self.relation_share, self.generic_share = relation_share, generic_share
+        self.relation_share, self.generic_share, self.open_shapes = relation_share, generic_share, open_shapes
         self.chunks: list[PoolChunk] = []
         self.built_seconds = 0.0
 
@@ -190,7 +190,8 @@ class ContextPool:
         lo, hi = self.length_at(self.made_at(number))
         plan = plan_chunk(rng, self.docs, self.gm.tokenizer, rng.randint(lo, hi), self.gm.gist.chunk_tokens,
                           self.facts, language, keyed=rng.random() < self.keyed_share,
-                          relation_share=self.relation_share, generic_share=self.generic_share)
+                          relation_share=self.relation_share, generic_share=self.generic_share,
+                          open_shapes=self.open_shapes)
         themed = random.Random(f"{self.seed}-theme-{number}")  # its own stream: the draws above stay as they were
         if themed.random() < self.theme_share:
             plan.theme_prompt = prompt_ids(self.gm.tokenizer, themed.choice(THEME_QUESTIONS[language]))

@@ -240,7 +240,8 @@ def run_metadata(cfg: TrainConfig, gm: GistModel, processes: int = 1) -> dict:
 
     found = versions()
     return {"git": found.pop("git", "unknown"), "seed": cfg.seed, "base_model": gm.base_identity,
-            "device": str(gm.device), "dtype": str(gm.dtype), "processes": processes, "versions": found,
+            "device": str(gm.device), "dtype": str(gm.dtype), "processes": processes,
+            "num_threads": torch.get_num_threads(), "versions": found,
             "trainable_parameters": gm.trainable_parameters(),
             "data": "gist_memory.data.corpus train split (by source work), "
                     + ("chunks and questions per trainers.pool.plan_chunk" if cfg.recipe == "pool"
@@ -280,7 +281,9 @@ def train(cfg: TrainConfig, model: GistModel | None = None, progress: bool = Tru
         pool = ContextPool(gm, recipe_documents(cfg, "train"), cfg.pool_size, cfg.pool_refresh,
                            getattr(torch, cfg.pool_dtype), lambda s: (cfg.stage(s).min_tokens, cfg.stage(s).max_tokens),
                            seed=f"{cfg.seed}{stream}", **cfg.pool_contents())
+        t_build = time.perf_counter()
         pool.advance(start, progress=progress and is_main)
+        setup_s = round(time.perf_counter() - t_build, 3)
         val = validation_set(gm, recipe_documents(cfg, "validation"), cfg.eval_samples, seed=cfg.seed,
                              progress=progress) if cfg.eval_samples and is_main else []
 
@@ -292,10 +295,13 @@ def train(cfg: TrainConfig, model: GistModel | None = None, progress: bool = Tru
             write_answers(run / "validation" / f"step-{step:05d}.jsonl", given)
             return scores
     else:
+        setup_s = 0.0
         docs = training_documents("train", seed=cfg.seed)
         val = validation_samples(cfg, gm.tokenizer, cfg.eval_samples) if cfg.eval_samples and is_main else []
         score = lambda step: validate(gm, val, cfg.chunk_tokens)  # noqa: E731
     log = (run / "log.jsonl").open("a") if is_main else None
+    if is_main and cfg.snapshot_every and start == 0:
+        gm.save_adapter(run / "snapshots" / "step-00000")
     if val and start and not forked and _never_scored(run / "log.jsonl", {s.task for s in val}):
         # a validation task added since the run began is scored at the resumed step: its curve gets a start
         scores = score(start)
@@ -334,8 +340,12 @@ def train(cfg: TrainConfig, model: GistModel | None = None, progress: bool = Tru
         if is_main:
             row = {"step": step, "loss": loss.item(), "lr": lr_at(cfg, step), "s": round(time.perf_counter() - t0, 3),
                    "answer_tokens": answer_tokens, **extra}
+            if step == start:  # this (re)start's pool build: training time too (benchmarks/recipe_race.py)
+                row["setup_s"] = setup_s
             log.write(json.dumps(row) + "\n")
             bar.set_postfix(loss=f"{row['loss']:.3f}")
+            if cfg.snapshot_every and done % cfg.snapshot_every == 0:
+                gm.save_adapter(run / "snapshots" / f"step-{done:05d}")
             if val and (done % cfg.eval_every == 0 or done == cfg.steps):
                 scores = score(done)
                 log.write(json.dumps({"step": done, "val": scores}) + "\n")

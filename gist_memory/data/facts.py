@@ -278,9 +278,10 @@ def _digits(rng: random.Random, lo: int, hi: int) -> str:
     return "".join(rng.choice(string.digits) for _ in range(rng.randint(lo, hi)))
 
 
-def _grouped(rng: random.Random) -> str:
+def _grouped(rng: random.Random, open_shapes: bool = False) -> str:
     sep = rng.choice(_SEPARATORS)
-    groups = rng.choice((2, 4)) if sep == "-" else rng.randint(2, 4)  # never a combination's 3 hyphen groups
+    # unless open_shapes, never a combination's 3 hyphen groups
+    groups = rng.randint(2, 4) if sep != "-" or open_shapes else rng.choice((2, 4))
     return sep.join(_digits(rng, 1, 4) for _ in range(groups))
 
 
@@ -315,11 +316,16 @@ def _word_and_number(rng: random.Random) -> str:
 _SHAPES = (_grouped, _alnum, _measure, _money, _words, _word_and_number, _number, _code, _date, _time)
 
 
-def generic_fact(rng: random.Random) -> OpenFact:
+def generic_fact(rng: random.Random, open_shapes: bool = False) -> OpenFact:
     """A fact of a drawn relation ("Kel Drom's ferry call sign is 71/0/388."): attribute, value
-    shape, statement and question all drawn, none of the held-out kinds' words or shapes."""
+    shape, statement and question all drawn, none of the held-out kinds' words. Nor their value
+    shapes, unless ``open_shapes``: then digit groups may also come in threes joined by hyphens (a
+    combination's shape, among every other count and separator); the held-out kinds stay out by
+    their words and relations, which is what "a kind never trained" means."""
     attr = f"{rng.choice(_MODIFIERS)} {rng.choice(_ATTR_NOUNS)}"
-    slots = {"owner": person(rng), "attr": attr, "value": rng.choice(_SHAPES)(rng)}
+    shape = rng.choice(_SHAPES)
+    value = shape(rng, open_shapes=True) if open_shapes and shape is _grouped else shape(rng)
+    slots = {"owner": person(rng), "attr": attr, "value": value}
     needle = rng.choice(_GENERIC_HAS).format(**slots)
     if not needle.startswith(slots["value"]):  # a value keeps its case ("eP1b is ...": exact copy is the point)
         needle = needle[0].upper() + needle[1:]

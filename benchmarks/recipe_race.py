@@ -1,0 +1,201 @@
+"""The recipe race: held-out validation exact match against CPU-minutes for two training runs from
+the same fresh adapter (issue 14's efficiency bar: the new recipe reaches the old recipe's final
+score in at most a fifth of its CPU time).
+
+Each run keeps its adapter every few steps (``snapshot_every`` in its config). This script reads
+each run's log for the CPU time spent up to each snapshot (step seconds, plus the pool's first
+build, times the run's torch threads), scores every snapshot on one validation set
+(``trainers.validation``: the same samples for both runs, built once), and writes
+``results.json``, ``race.png`` and ``report.md`` to ``--out``. Snapshots already scored in an
+earlier ``results.json`` there are not scored again, so it can be re-run as the runs go on.
+
+    python -m trainers.train --recipe trainers/configs/race-episode.yaml --num_threads 1 &
+    python -m trainers.train --recipe trainers/configs/race-pool.yaml --num_threads 1 &
+    wait; python benchmarks/recipe_race.py --num_threads 2
+
+The first run is the old recipe: its last scored snapshot is "its final score", and for each task
+the report gives the CPU time at which the other run first reached it, and the ratio.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+TASKS = ("niah", "fact")
+
+
+def cpu_seconds_by_step(log_path: Path, threads: int) -> dict[int, float]:
+    """CPU-seconds of training spent before each step (0 through the last step + 1) of a run's log.
+
+    A step's time is its logged wall seconds; the first step of each (re)start also carries
+    ``setup_s`` (the pool recipe's pool build), which counts too, at the step it preceded;
+    everything is multiplied by ``threads`` (the run's torch threads). A resumed run repeats the
+    steps after its last checkpoint: the later record of a step wins, and a resumption's rebuild
+    counts (it was paid again).
+    """
+    steps: dict[int, float] = {}
+    setups: dict[int, float] = {}
+    for line in Path(log_path).read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(record, dict):
+            continue
+        if "setup_s" in record:  # (also on a record of its own, as the first race runs wrote it)
+            setups[int(record["step"])] = setups.get(int(record["step"]), 0.0) + float(record["setup_s"])
+        if "loss" in record and "s" in record:
+            steps[int(record["step"])] = float(record["s"])
+    out, total = {}, 0.0
+    for step in range(max(steps, default=-1) + 1):
+        total += setups.get(step, 0.0)
+        out[step] = total * threads
+        total += steps.get(step, 0.0)
+    if steps:
+        out[max(steps) + 1] = total * threads
+    return out
+
+
+def first_reaching(curve: list[dict], task: str, target: float) -> float | None:
+    """CPU-minutes of the first point of ``curve`` (sorted by time) whose ``task`` score is at least
+    ``target``; None if none is."""
+    for point in sorted(curve, key=lambda p: p["cpu_min"]):
+        if point["scores"].get(task, -1.0) >= target:
+            return point["cpu_min"]
+    return None
+
+
+def summary(curves: dict[str, list[dict]], tasks: tuple[str, ...]) -> list[dict]:
+    """Per task: the old (first) run's final score and CPU time, when the new (second) run first
+    reached it, and the ratio of the two times."""
+    (old_name, old), (new_name, new) = list(curves.items())[:2]
+    last = max(old, key=lambda p: p["cpu_min"])
+    rows = []
+    for task in tasks:
+        target = last["scores"][task]
+        reached = first_reaching(new, task, target)
+        rows.append({"task": task, "old_run": old_name, "old_final": target, "old_cpu_min": last["cpu_min"],
+                     "new_run": new_name, "new_best": max(p["scores"][task] for p in new),
+                     "new_reached_at_cpu_min": reached,
+                     "time_ratio": None if reached is None else round(reached / last["cpu_min"], 3)})
+    return rows
+
+
+def _plot(curves: dict[str, list[dict]], tasks: tuple[str, ...], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 3.8), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        for name, curve in curves.items():
+            pts = sorted(curve, key=lambda p: p["cpu_min"])
+            ax.plot([p["cpu_min"] for p in pts], [100 * p["scores"][task] for p in pts], marker="o", ms=3, label=name)
+        ax.set_title(f"validation: {task}")
+        ax.set_xlabel("training CPU-minutes (core-minutes)")
+        ax.set_ylabel("exact match (%)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _report(curves: dict[str, list[dict]], rows: list[dict], samples: int) -> str:
+    lines = ["# Recipe race", "", f"Validation: `trainers.validation`, {samples} samples per task, the same for both runs.", ""]
+    for name, curve in curves.items():
+        lines += [f"## {name}", "", "| step | CPU-minutes | " + " | ".join(rows_task["task"] for rows_task in rows) + " |",
+                  "|---:|---:|" + "---:|" * len(rows)]
+        for p in sorted(curve, key=lambda p: p["step"]):
+            lines.append(f"| {p['step']} | {p['cpu_min']:.1f} | "
+                         + " | ".join(f"{100 * p['scores'][r['task']]:.0f}%" for r in rows) + " |")
+        lines.append("")
+    lines += ["## Against the old recipe's final score", "",
+              "| task | old final | at CPU-minutes | new run first reached it at | ratio | new run's best |",
+              "|---|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        reached = "not yet" if r["new_reached_at_cpu_min"] is None else f"{r['new_reached_at_cpu_min']:.1f}"
+        ratio = "-" if r["time_ratio"] is None else f"{r['time_ratio']:.2f}"
+        lines.append(f"| {r['task']} | {100 * r['old_final']:.0f}% | {r['old_cpu_min']:.1f} | {reached} | {ratio} | "
+                     f"{100 * r['new_best']:.0f}% |")
+    return "\n".join(lines) + "\n"
+
+
+def main(runs: tuple[str, ...] = ("runs/race-episode", "runs/race-pool"), tasks: tuple[str, ...] = TASKS,
+         samples: int = 60, recipe: str = "trainers/configs/pool.yaml", num_threads: int = 2,
+         out: str = "docs/results/race") -> dict:
+    """Score every kept snapshot of ``runs`` (the old recipe first) and write the race's report.
+
+    Args:
+        runs: run directories with ``snapshots/`` (their configs set ``snapshot_every``).
+        tasks: validation tasks to score (``trainers.validation.TASKS``).
+        samples: validation samples per task.
+        recipe: the config whose seed and collections define the validation set (pool.yaml's: the
+            README's validation table).
+        num_threads: torch threads for scoring (not the runs' own: those come from their run.json).
+        out: directory for results.json, race.png and report.md.
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    from gist_memory.model import GistModel
+    from trainers.config import TrainConfig
+    from trainers.data import recipe_documents
+    from trainers.validation import TASKS as VAL_TASKS, score_samples, validation_set
+
+    unknown = [t for t in tasks if t not in VAL_TASKS]
+    if unknown:
+        raise SystemExit(f"unknown validation task(s) {unknown}; choose from {list(VAL_TASKS)}")
+    if len(runs) < 2:
+        raise SystemExit("give two runs: the old recipe's first")
+    found = {run: sorted((Path(run) / "snapshots").glob("step-*")) for run in runs}
+    empty = [run for run, snaps in found.items() if not snaps]
+    if empty:
+        raise SystemExit(f"no snapshots in {empty}: train with snapshot_every set (trainers/configs/race-*.yaml)")
+    torch.set_num_threads(num_threads)
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results_path = out_dir / "results.json"
+    previous = json.loads(results_path.read_text()) if results_path.is_file() else {}
+    same_set = previous.get("samples") == samples and previous.get("recipe") == recipe
+    cfg = TrainConfig.from_yaml(recipe)
+    val = None
+    curves: dict[str, list[dict]] = {}
+    for run, snaps in found.items():
+        meta = json.loads((Path(run) / "run.json").read_text())
+        threads = int(meta.get("num_threads", 1)) * int(meta.get("processes", 1))
+        cpu = cpu_seconds_by_step(Path(run) / "log.jsonl", threads)
+        done = {p["step"]: p for p in previous.get("curves", {}).get(run, [])} if same_set else {}
+        curve = []
+        for snap in tqdm(snaps, desc=f"scoring {run}", unit="snapshot"):
+            step = int(snap.name.split("-")[1])
+            if step not in cpu:
+                continue  # kept after the log's last flushed step: score it next time
+            scores = done.get(step, {}).get("scores")
+            if scores is None or any(t not in scores for t in tasks):
+                gm = GistModel.from_pretrained(cfg.base, adapter=str(snap), num_gist_tokens=cfg.num_gist_tokens,
+                                               chunk_tokens=cfg.chunk_tokens)
+                if val is None:  # the base model's context KV: the same for every adapter
+                    val = validation_set(gm, recipe_documents(cfg, "validation"), samples, seed=cfg.seed,
+                                         tasks=tuple(tasks), progress=True)
+                scores = score_samples(gm, val)
+            curve.append({"step": step, "cpu_min": round(cpu[step] / 60, 2), "scores": scores})
+        curves[run] = curve
+    rows = summary(curves, tuple(tasks))
+    record = {"samples": samples, "recipe": recipe, "tasks": list(tasks), "curves": curves, "summary": rows}
+    results_path.write_text(json.dumps(record, indent=2))
+    _plot(curves, tuple(tasks), out_dir / "race.png")
+    (out_dir / "report.md").write_text(_report(curves, rows, samples))
+    print(json.dumps(rows, indent=2))
+    return record
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from jsonargparse import CLI
+
+    CLI(main, as_positional=False)
