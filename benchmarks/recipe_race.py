@@ -57,6 +57,13 @@ def cpu_seconds_by_step(log_path: Path, threads: int) -> dict[int, float]:
     return out
 
 
+def _thinned(snaps: list[Path], stride: int) -> list[Path]:
+    """The snapshots whose step is a multiple of ``stride`` (all when it is 0), and always the last."""
+    if stride <= 0:
+        return snaps
+    return [p for i, p in enumerate(snaps) if int(p.name.split("-")[1]) % stride == 0 or i == len(snaps) - 1]
+
+
 def first_reaching(curve: list[dict], task: str, target: float) -> float | None:
     """CPU-minutes of the first point of ``curve`` (sorted by time) whose ``task`` score is at least
     ``target``; None if none is."""
@@ -125,7 +132,7 @@ def _report(curves: dict[str, list[dict]], rows: list[dict], samples: int) -> st
 
 def main(runs: tuple[str, ...] = ("runs/race-episode", "runs/race-pool"), tasks: tuple[str, ...] = TASKS,
          samples: int = 60, recipe: str = "trainers/configs/pool.yaml", num_threads: int = 2,
-         out: str = "docs/results/race") -> dict:
+         out: str = "docs/results/race", every: tuple[int, ...] = ()) -> dict:
     """Score every kept snapshot of ``runs`` (the old recipe first) and write the race's report.
 
     Args:
@@ -136,6 +143,8 @@ def main(runs: tuple[str, ...] = ("runs/race-episode", "runs/race-pool"), tasks:
             README's validation table).
         num_threads: torch threads for scoring (not the runs' own: those come from their run.json).
         out: directory for results.json, race.png and report.md.
+        every: per run (in ``runs`` order), score only snapshots whose step is a multiple of this
+            (and the last one); empty or 0 scores all. Scoring costs ~1-2 min per snapshot.
     """
     import torch
     from tqdm.auto import tqdm
@@ -150,7 +159,10 @@ def main(runs: tuple[str, ...] = ("runs/race-episode", "runs/race-pool"), tasks:
         raise SystemExit(f"unknown validation task(s) {unknown}; choose from {list(VAL_TASKS)}")
     if len(runs) < 2:
         raise SystemExit("give two runs: the old recipe's first")
-    found = {run: sorted((Path(run) / "snapshots").glob("step-*")) for run in runs}
+    if every and len(every) != len(runs):
+        raise SystemExit(f"--every needs one stride per run ({len(runs)}), got {list(every)}")
+    found = {run: _thinned(sorted((Path(run) / "snapshots").glob("step-*")), every[i] if every else 0)
+             for i, run in enumerate(runs)}
     empty = [run for run, snaps in found.items() if not snaps]
     if empty:
         raise SystemExit(f"no snapshots in {empty}: train with snapshot_every set (trainers/configs/race-*.yaml)")

@@ -86,10 +86,10 @@ def test_no_label_token_can_attend_to_any_context_token():
 
 
 def _config(tmp_path, steps, **kw):
-    kw = {"task_mix": {"niah": 1.0}, "num_gist_tokens": 4, "eval_every": 1000, "eval_samples": 0, **kw}
+    kw = {"task_mix": {"niah": 1.0}, "num_gist_tokens": 4, "eval_every": 1000, "eval_samples": 0,
+          "stages": (Stage(1000, 24, 64, 2),), **kw}
     return TrainConfig(out_dir=str(tmp_path / "run"), chunk_tokens=64, steps=steps,
-                       batch_size=2, lr=1e-2, warmup_steps=2, stages=(Stage(1000, 24, 64, 2),),
-                       save_every=1000, **kw)
+                       batch_size=2, lr=1e-2, warmup_steps=2, save_every=1000, **kw)
 
 
 def _fresh_model():
@@ -135,8 +135,8 @@ def test_checkpoint_resumes_to_the_same_state(tmp_path):
 
 
 def _pool_config(tmp_path, steps, **kw):
-    kw = {"task_mix": {"niah": 1.0, "fact": 1.0}, **kw}
-    return _config(tmp_path, steps, recipe="pool", pool_size=6, pool_refresh=0.5, chunks_per_step=3,
+    kw = {"task_mix": {"niah": 1.0, "fact": 1.0}, "pool_refresh": 0.5, **kw}
+    return _config(tmp_path, steps, recipe="pool", pool_size=6, chunks_per_step=3,
                    questions_per_chunk=2, facts_per_chunk=2, **kw)
 
 
@@ -152,6 +152,57 @@ def test_pool_recipe_lowers_the_loss_and_refreshes_its_pool(tmp_path):
     # the first 6 are built before step 0; then 0.5 fresh chunks a step replace the oldest
     assert sum(r["built"] for r in rows) == 39 // 2
     assert all(r["questions"] == 6 for r in rows)  # 3 chunks x 2 questions (each has 2 facts)
+
+
+def test_a_stage_sets_the_pool_batch_and_bad_stage_batches_are_refused(tmp_path):
+    from trainers.train import train
+
+    stages = (Stage(3, 16, 64, task_mix={"niah": 1.0}, chunks_per_step=2, questions_per_chunk=1), Stage(1000, 32, 64, 2))
+    cfg = _pool_config(tmp_path, steps=5, stages=stages, keyed_share=1.0)
+    assert [cfg.batch_at(s) for s in (0, 2, 3)] == [(2, 1), (2, 1), (3, 2)]
+    train(cfg, model=_fresh_model(), progress=False)
+    rows = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    # a bootstrap stage: 2 chunks x 1 pass key each; then the run's 3 chunks x 2 questions
+    assert [r["questions"] for r in rows] == [2, 2, 2, 6, 6]
+    assert all(r["tasks"] == {"niah": 2} for r in rows[:3])
+    with pytest.raises(ValueError, match="stage.chunks_per_step"):
+        Stage(10, 8, 64, chunks_per_step=0)
+    with pytest.raises(ValueError, match="stage.pool_refresh"):
+        Stage(10, 8, 64, pool_refresh=-1)
+    with pytest.raises(ValueError, match="exceeds pool_size"):
+        TrainConfig(recipe="pool", pool_size=4, stages=(Stage(10, 8, 64, chunks_per_step=5),))
+    with pytest.raises(ValueError, match="episode recipe"):
+        TrainConfig(recipe="episode", stages=(Stage(10, 8, 64, questions_per_chunk=2),))
+
+
+def test_a_staged_refresh_enters_chunks_at_each_stages_rate_and_resumes_to_the_same_pool(tmp_path):
+    from trainers.pool import ContextPool
+    from trainers.train import train
+
+    pool = ContextPool(None, {}, size=6, refresh=[(10, 0.5), (1000, 2)], storage_dtype=torch.float16,
+                       length_at=lambda s: (8, 8))
+    assert [pool.first(s) for s in (0, 1, 2, 10, 11, 12)] == [0, 0, 1, 5, 7, 9]
+    for number in range(40):  # a chunk enters at the first step whose range [first, first + size) holds it
+        s = pool.made_at(number)
+        assert pool.first(s) <= number < pool.first(s) + pool.size
+        assert s == 0 or number >= pool.first(s - 1) + pool.size
+    stages = (Stage(3, 24, 64, 2, pool_refresh=0.5), Stage(1000, 24, 64, 2))
+    cfg = _pool_config(tmp_path / "a", steps=6, stages=stages)
+    assert cfg.refresh_schedule() == [(3, 0.5), (1000, 0.5)] and _pool_config(tmp_path, 1).refresh_schedule() == 0.5
+    cfg = _pool_config(tmp_path / "a", steps=6, stages=stages, pool_refresh=2)
+    train(cfg, model=_fresh_model(), progress=False)
+    rows = [json.loads(line) for line in (tmp_path / "a" / "run" / "log.jsonl").read_text().splitlines()]
+    # first(step) is 0, 0, 1, 1 at 0.5 a step, then 3, 5 at 2 a step: built is its increase
+    assert [r["built"] for r in rows] == [0, 0, 1, 0, 2, 2]
+    sliced = _pool_config(tmp_path / "b", steps=6, stages=stages, pool_refresh=2)
+    train(sliced, model=_fresh_model(), progress=False, stop_after=4)
+    train(sliced, model=_fresh_model(), progress=False)
+    from safetensors.torch import load_file
+    for name in ("adapter_model.safetensors", "gist_embeddings.safetensors"):
+        a = load_file(str(tmp_path / "a" / "run" / "adapter" / name))
+        b = load_file(str(tmp_path / "b" / "run" / "adapter" / name))
+        for key in a:
+            torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6)
 
 
 def test_pool_recipe_resumes_to_the_same_state(tmp_path):

@@ -28,6 +28,11 @@ class Stage:
         min_tokens, max_tokens: range of a chunk's context length in tokens.
         max_chunks: an episode holds 1..max_chunks chunks, each compressed independently.
         task_mix: this stage's task weights; None keeps the run's ``task_mix``.
+        chunks_per_step, questions_per_chunk: the pool recipe's batch in this stage; None keeps the
+            run's. A small batch early (a bootstrap stage) buys more updates per CPU-second while the
+            adapter learns to read its gists at all; the full batch afterwards buys cleaner ones.
+        pool_refresh: fresh pool chunks per step in this stage; None keeps the run's. (A chunk is a
+            target about chunks_per_step / pool_refresh times in its life.)
     """
 
     until_step: int
@@ -35,6 +40,9 @@ class Stage:
     max_tokens: int
     max_chunks: int = 1
     task_mix: dict | None = None
+    chunks_per_step: int | None = None
+    questions_per_chunk: int | None = None
+    pool_refresh: float | None = None
 
     def __post_init__(self) -> None:
         if self.until_step < 1:
@@ -45,6 +53,14 @@ class Stage:
             raise ValueError(f"stage.max_chunks must be >= 1, got {self.max_chunks}")
         if self.task_mix is not None:
             check_task_mix(self.task_mix, "stage.task_mix")
+        for name in ("chunks_per_step", "questions_per_chunk"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f"stage.{name} must be a positive integer, got {value!r}")
+        if self.pool_refresh is not None and (isinstance(self.pool_refresh, bool)
+                                              or not isinstance(self.pool_refresh, (int, float))
+                                              or self.pool_refresh < 0):
+            raise ValueError(f"stage.pool_refresh must be a number >= 0, got {self.pool_refresh!r}")
 
 
 def check_task_mix(mix: dict, name: str) -> None:
@@ -184,7 +200,7 @@ class TrainConfig:
             stages = tuple(s if isinstance(s, Stage) else Stage(**s) for s in self.stages)
         except TypeError as exc:  # a stage with a missing or misspelt key, or one that is not a mapping
             raise ValueError(f"stages: {exc}; a stage has until_step, min_tokens, max_tokens and, optionally, "
-                             "max_chunks and task_mix") from None
+                             "max_chunks, task_mix, chunks_per_step, questions_per_chunk and pool_refresh") from None
         object.__setattr__(self, "stages", stages)
         object.__setattr__(self, "lora_targets", tuple(self.lora_targets))
         for name in ("lr", "grad_clip", "pool_refresh", "keyed_share", "theme_share", "relation_share",
@@ -224,10 +240,16 @@ class TrainConfig:
         for name in ("pool_size", "chunks_per_step", "questions_per_chunk"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
-        if self.recipe == "pool" and self.chunks_per_step > self.pool_size:
-            raise ValueError(f"chunks_per_step={self.chunks_per_step} exceeds pool_size={self.pool_size}")
-        if not 0 <= self.pool_refresh <= self.pool_size:
-            raise ValueError(f"pool_refresh must be in [0, pool_size], got {self.pool_refresh}")
+        if self.recipe == "episode" and any(s.chunks_per_step or s.questions_per_chunk or s.pool_refresh is not None
+                                            for s in stages):
+            raise ValueError("stage chunks_per_step, questions_per_chunk and pool_refresh are the pool recipe's; "
+                             "the episode recipe's batch is batch_size")
+        for drawn in [self.chunks_per_step] + [s.chunks_per_step for s in stages if s.chunks_per_step]:
+            if self.recipe == "pool" and drawn > self.pool_size:
+                raise ValueError(f"chunks_per_step={drawn} exceeds pool_size={self.pool_size}")
+        for refresh in [self.pool_refresh] + [s.pool_refresh for s in stages if s.pool_refresh is not None]:
+            if not 0 <= refresh <= self.pool_size:
+                raise ValueError(f"pool_refresh must be in [0, pool_size], got {refresh}")
         if self.pool_dtype not in ("float16", "float32", "bfloat16"):
             raise ValueError(f"pool_dtype must be float16, float32 or bfloat16, got {self.pool_dtype!r}")
         if not 0 <= self.relation_share <= 1:
@@ -266,6 +288,17 @@ class TrainConfig:
     def task_mix_at(self, step: int) -> dict:
         """Task weights in force at ``step``."""
         return self.stage(step).task_mix or self.task_mix
+
+    def refresh_schedule(self) -> float | list[tuple[int, float]]:
+        """The pool's refresh: the run's rate, or ``[(until_step, rate), ...]`` when a stage sets its own."""
+        if all(s.pool_refresh is None for s in self.stages):
+            return self.pool_refresh
+        return [(s.until_step, self.pool_refresh if s.pool_refresh is None else s.pool_refresh) for s in self.stages]
+
+    def batch_at(self, step: int) -> tuple[int, int]:
+        """(chunks_per_step, questions_per_chunk) in force at ``step`` (the pool recipe's batch)."""
+        stage = self.stage(step)
+        return stage.chunks_per_step or self.chunks_per_step, stage.questions_per_chunk or self.questions_per_chunk
 
     def to_dict(self) -> dict:
         out = asdict(self)

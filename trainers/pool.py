@@ -154,7 +154,8 @@ class ContextPool:
         gm: the GistModel in training (its base computes the KV).
         docs: training documents by language.
         size: chunks kept.
-        refresh: new chunks per step (0.5: one every other step).
+        refresh: new chunks per step (0.5: one every other step); or a schedule, ``[(until_step,
+            rate), ...]`` ordered by step, the last rate holding past its step (the curriculum's).
         storage_dtype: dtype the KV is kept in (fp16 halves the memory; fp32 is exact).
         length_at: step -> (min_tokens, max_tokens) of chunks made at that step (the curriculum).
         seed: chunk ``i`` is drawn from ``random.Random(f"{seed}-chunk-{i}")``.
@@ -176,12 +177,37 @@ class ContextPool:
         self.chunks: list[PoolChunk] = []
         self.built_seconds = 0.0
 
+    def _entered(self, step: int) -> float:
+        """Fresh chunks that entered before ``step`` (before flooring)."""
+        if not isinstance(self.refresh, (list, tuple)):
+            return step * self.refresh
+        total, since = 0.0, 0
+        for i, (until, rate) in enumerate(self.refresh):
+            end = step if i == len(self.refresh) - 1 else min(step, until)
+            total += max(0, end - since) * rate
+            since = until
+            if step <= until:
+                break
+        return total
+
     def first(self, step: int) -> int:
-        return math.floor(step * self.refresh)
+        return math.floor(self._entered(step))
 
     def made_at(self, number: int) -> int:
         """The step at which chunk ``number`` entered the pool (its curriculum length is that step's)."""
-        return 0 if number < self.size else math.ceil((number - self.size + 1) / self.refresh) if self.refresh else 0
+        if number < self.size:
+            return 0
+        if not isinstance(self.refresh, (list, tuple)):
+            return math.ceil((number - self.size + 1) / self.refresh) if self.refresh else 0
+        need, lo, hi = number - self.size + 1, 0, 1
+        while self.first(hi) < need:  # the first step whose range reaches ``number``
+            if hi > 10 ** 9:
+                return 0  # never enters (refresh 0 from some step on)
+            lo, hi = hi, hi * 2
+        while lo < hi:
+            mid = (lo + hi) // 2
+            lo, hi = (mid + 1, hi) if self.first(mid) < need else (lo, mid)
+        return lo
 
     def plan(self, number: int) -> ChunkPlan:
         rng = random.Random(f"{self.seed}-chunk-{number}")

@@ -278,7 +278,7 @@ def train(cfg: TrainConfig, model: GistModel | None = None, progress: bool = Tru
         record_config(run, cfg, start)
         (run / "run.json").write_text(json.dumps(run_metadata(cfg, gm, accelerator.num_processes), indent=2))
     if cfg.recipe == "pool":
-        pool = ContextPool(gm, recipe_documents(cfg, "train"), cfg.pool_size, cfg.pool_refresh,
+        pool = ContextPool(gm, recipe_documents(cfg, "train"), cfg.pool_size, cfg.refresh_schedule(),
                            getattr(torch, cfg.pool_dtype), lambda s: (cfg.stage(s).min_tokens, cfg.stage(s).max_tokens),
                            seed=f"{cfg.seed}{stream}", **cfg.pool_contents())
         t_build = time.perf_counter()
@@ -318,8 +318,9 @@ def train(cfg: TrainConfig, model: GistModel | None = None, progress: bool = Tru
         if cfg.recipe == "pool":
             built = pool.advance(step)
             rng = random.Random(f"{cfg.seed}-step-{step}{stream}")
-            drawn = rng.sample(sorted(pool.chunks, key=lambda c: c.number), cfg.chunks_per_step)
-            rows = draw_rows(rng, drawn, cfg.stage(step).max_chunks, cfg.questions_per_chunk, cfg.task_mix_at(step))
+            chunks_per_step, questions_per_chunk = cfg.batch_at(step)
+            drawn = rng.sample(sorted(pool.chunks, key=lambda c: c.number), chunks_per_step)
+            rows = draw_rows(rng, drawn, cfg.stage(step).max_chunks, questions_per_chunk, cfg.task_mix_at(step))
             stats: dict = {}
             loss, answer_tokens = loss_fn(drawn, rows, stats)
             extra = {"questions": len(rows), "built": built,

@@ -204,7 +204,7 @@ def main(adapter: str = "default", recipe: str = "trainers/configs/pool.yaml", s
         step, docs = seen_vs_fresh_at, recipe_documents(cfg, "train")
 
         def pool_with(length_at):
-            return ContextPool(gm, docs, cfg.pool_size, cfg.pool_refresh if refresh is None else refresh,
+            return ContextPool(gm, docs, cfg.pool_size, cfg.refresh_schedule() if refresh is None else refresh,
                                torch.float16, length_at, seed=cfg.seed, **{**cfg.pool_contents(), "theme_share": 0.0})
 
         trained = pool_with(lambda s: (cfg.stage(s).min_tokens, cfg.stage(s).max_tokens))  # as the trainer
