@@ -11,10 +11,14 @@ earlier ``results.json`` there are not scored again, so it can be re-run as the 
 
     python -m trainers.train --recipe trainers/configs/race-episode.yaml --num_threads 1 &
     python -m trainers.train --recipe trainers/configs/race-pool.yaml --num_threads 1 &
-    wait; python benchmarks/recipe_race.py --num_threads 2
+    wait; python -m trainers.train --recipe trainers/configs/race-pool-b.yaml --num_threads 1
+    python benchmarks/recipe_race.py --num_threads 2 --every '[200,50,25]'
 
-The first run is the old recipe: its last scored snapshot is "its final score", and for each task
-the report gives the CPU time at which the other run first reached it, and the ratio.
+(Stop the pool runs when their curves are past the old run's final score; a run's later
+snapshots, once scored, stay in results.json.)
+
+The first run is the old recipe: its last scored snapshot is "its final score", and for each later
+run and task the report gives the CPU time at which that run first reached it, and the ratio.
 """
 
 from __future__ import annotations
@@ -74,18 +78,19 @@ def first_reaching(curve: list[dict], task: str, target: float) -> float | None:
 
 
 def summary(curves: dict[str, list[dict]], tasks: tuple[str, ...]) -> list[dict]:
-    """Per task: the old (first) run's final score and CPU time, when the new (second) run first
+    """Per later run and task: the old (first) run's final score and CPU time, when that run first
     reached it, and the ratio of the two times."""
-    (old_name, old), (new_name, new) = list(curves.items())[:2]
+    (old_name, old), *others = list(curves.items())
     last = max(old, key=lambda p: p["cpu_min"])
     rows = []
-    for task in tasks:
-        target = last["scores"][task]
-        reached = first_reaching(new, task, target)
-        rows.append({"task": task, "old_run": old_name, "old_final": target, "old_cpu_min": last["cpu_min"],
-                     "new_run": new_name, "new_best": max(p["scores"][task] for p in new),
-                     "new_reached_at_cpu_min": reached,
-                     "time_ratio": None if reached is None else round(reached / last["cpu_min"], 3)})
+    for new_name, new in others:
+        for task in tasks:
+            target = last["scores"][task]
+            reached = first_reaching(new, task, target)
+            rows.append({"task": task, "old_run": old_name, "old_final": target, "old_cpu_min": last["cpu_min"],
+                         "new_run": new_name, "new_best": max(p["scores"][task] for p in new),
+                         "new_reached_at_cpu_min": reached,
+                         "time_ratio": None if reached is None else round(reached / last["cpu_min"], 3)})
     return rows
 
 
@@ -111,29 +116,31 @@ def _plot(curves: dict[str, list[dict]], tasks: tuple[str, ...], path: Path) -> 
 
 
 def _report(curves: dict[str, list[dict]], rows: list[dict], samples: int) -> str:
-    lines = ["# Recipe race", "", f"Validation: `trainers.validation`, {samples} samples per task, the same for both runs.", ""]
+    tasks = list(dict.fromkeys(r["task"] for r in rows))
+    lines = ["# Recipe race", "", f"Validation: `trainers.validation`, {samples} samples per task, the same for every run.", ""]
     for name, curve in curves.items():
-        lines += [f"## {name}", "", "| step | CPU-minutes | " + " | ".join(rows_task["task"] for rows_task in rows) + " |",
-                  "|---:|---:|" + "---:|" * len(rows)]
+        lines += [f"## {name}", "", "| step | CPU-minutes | " + " | ".join(tasks) + " |",
+                  "|---:|---:|" + "---:|" * len(tasks)]
         for p in sorted(curve, key=lambda p: p["step"]):
             lines.append(f"| {p['step']} | {p['cpu_min']:.1f} | "
-                         + " | ".join(f"{100 * p['scores'][r['task']]:.0f}%" for r in rows) + " |")
+                         + " | ".join(f"{100 * p['scores'][t]:.0f}%" for t in tasks) + " |")
         lines.append("")
     lines += ["## Against the old recipe's final score", "",
-              "| task | old final | at CPU-minutes | new run first reached it at | ratio | new run's best |",
-              "|---|---:|---:|---:|---:|---:|"]
+              "| run | task | old final | at CPU-minutes | first reached it at | ratio | run's best |",
+              "|---|---|---:|---:|---:|---:|---:|"]
     for r in rows:
         reached = "not yet" if r["new_reached_at_cpu_min"] is None else f"{r['new_reached_at_cpu_min']:.1f}"
         ratio = "-" if r["time_ratio"] is None else f"{r['time_ratio']:.2f}"
-        lines.append(f"| {r['task']} | {100 * r['old_final']:.0f}% | {r['old_cpu_min']:.1f} | {reached} | {ratio} | "
+        lines.append(f"| {r['new_run']} | {r['task']} | {100 * r['old_final']:.0f}% | {r['old_cpu_min']:.1f} | {reached} | {ratio} | "
                      f"{100 * r['new_best']:.0f}% |")
     return "\n".join(lines) + "\n"
 
 
-def main(runs: tuple[str, ...] = ("runs/race-episode", "runs/race-pool"), tasks: tuple[str, ...] = TASKS,
+def main(runs: tuple[str, ...] = ("runs/race-episode", "runs/race-pool", "runs/race-pool-b"), tasks: tuple[str, ...] = TASKS,
          samples: int = 60, recipe: str = "trainers/configs/pool.yaml", num_threads: int = 2,
          out: str = "docs/results/race", every: tuple[int, ...] = ()) -> dict:
-    """Score every kept snapshot of ``runs`` (the old recipe first) and write the race's report.
+    """Score every kept snapshot of ``runs`` (the old recipe first, then one or more new ones) and
+    write the race's report.
 
     Args:
         runs: run directories with ``snapshots/`` (their configs set ``snapshot_every``).
@@ -158,7 +165,7 @@ def main(runs: tuple[str, ...] = ("runs/race-episode", "runs/race-pool"), tasks:
     if unknown:
         raise SystemExit(f"unknown validation task(s) {unknown}; choose from {list(VAL_TASKS)}")
     if len(runs) < 2:
-        raise SystemExit("give two runs: the old recipe's first")
+        raise SystemExit("give two runs or more: the old recipe's first")
     if every and len(every) != len(runs):
         raise SystemExit(f"--every needs one stride per run ({len(runs)}), got {list(every)}")
     found = {run: _thinned(sorted((Path(run) / "snapshots").glob("step-*")), every[i] if every else 0)

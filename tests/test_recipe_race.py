@@ -43,6 +43,9 @@ def test_the_summary_finds_when_the_new_run_first_reached_the_old_final_score():
     never = race.summary({"old": old, "new": new[:1]}, ("niah",))[0]
     assert never["new_reached_at_cpu_min"] is None and never["time_ratio"] is None
     assert race.first_reaching(new, "niah", 0.95) is None
+    both = race.summary({"old": old, "new": new, "newer": new[1:]}, ("niah",))  # every later run against the first
+    assert [(r["new_run"], r["new_reached_at_cpu_min"]) for r in both] == [("new", 8.0), ("newer", 8.0)]
+    assert "| newer | niah | 75% |" in race._report({"old": old, "new": new, "newer": new[1:]}, both, 60)
 
 
 def test_the_race_refuses_runs_without_snapshots(tmp_path):

@@ -158,13 +158,17 @@ def test_a_stage_sets_the_pool_batch_and_bad_stage_batches_are_refused(tmp_path)
     from trainers.train import train
 
     stages = (Stage(3, 16, 64, task_mix={"niah": 1.0}, chunks_per_step=2, questions_per_chunk=1), Stage(1000, 32, 64, 2))
-    cfg = _pool_config(tmp_path, steps=5, stages=stages, keyed_share=1.0)
+    cfg = _pool_config(tmp_path, steps=5, stages=stages, keyed_share=0.5)
     assert [cfg.batch_at(s) for s in (0, 2, 3)] == [(2, 1), (2, 1), (3, 2)]
     train(cfg, model=_fresh_model(), progress=False)
     rows = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
-    # a bootstrap stage: 2 chunks x 1 pass key each; then the run's 3 chunks x 2 questions
-    assert [r["questions"] for r in rows] == [2, 2, 2, 6, 6]
-    assert all(r["tasks"] == {"niah": 2} for r in rows[:3])
+    # a bootstrap stage: 2 chunks x 1 pass key each (half of them hold one; a draw with none is
+    # drawn again); then the run's 3 chunks x 2 questions
+    assert [r["questions"] for r in rows][3:] == [6, 6] and all(1 <= r["questions"] <= 2 for r in rows[:3])
+    assert all(set(r["tasks"]) == {"niah"} for r in rows[:3])
+    never = _pool_config(tmp_path / "never", steps=2, stages=stages, keyed_share=0.0)
+    with pytest.raises(ValueError, match="held no question"):
+        train(never, model=_fresh_model(), progress=False)
     with pytest.raises(ValueError, match="stage.chunks_per_step"):
         Stage(10, 8, 64, chunks_per_step=0)
     with pytest.raises(ValueError, match="stage.pool_refresh"):
