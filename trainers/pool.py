@@ -300,6 +300,20 @@ def draw_rows(rng: random.Random, drawn: list[PoolChunk], max_chunks: int, quest
     return rows
 
 
+def draw_step(rng: random.Random, chunks: list[PoolChunk], chunks_per_step: int, questions_per_chunk: int,
+              max_chunks: int, task_mix: dict[str, float], step: int) -> tuple[list[PoolChunk], list[Row]]:
+    """One step's draw from the pool and its rows (:func:`draw_rows`). A small draw may hold nothing
+    the mix asks (4 chunks, none with a pass key): it is drawn again from the same ``rng``, so the
+    step stays a pure function of its seed; ValueError after 100 empty draws."""
+    for _ in range(100):
+        drawn = rng.sample(sorted(chunks, key=lambda c: c.number), chunks_per_step)
+        rows = draw_rows(rng, drawn, max_chunks, questions_per_chunk, task_mix)
+        if rows:
+            return drawn, rows
+    raise ValueError(f"step {step}: 100 draws of {chunks_per_step} pool chunks held no question of the task mix "
+                     f"{task_mix}; check keyed_share, facts_per_chunk and theme_share")
+
+
 def base_kv(gm, chunks: list[list[int]]):
     """The frozen base model's context KV of ``chunks`` (all layers: the theme teacher reads them) and,
     when ``gm`` has a context LoRA, the hidden state at its first layer's input (else None)."""

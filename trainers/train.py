@@ -31,7 +31,7 @@ from gist_memory.model import GistModel
 from .config import SHAPE_FIELDS, TrainConfig, read_yaml
 from .data import make_sample, recipe_documents, step_samples, to_episode, training_documents
 from .fork import init_from_checkpoint, regroup
-from .pool import ContextPool, draw_rows
+from .pool import ContextPool, draw_step
 from .pool_forward import PoolLoss
 from .runlog import read_log
 from .recipe import EpisodeLoss, collate
@@ -319,14 +319,8 @@ def train(cfg: TrainConfig, model: GistModel | None = None, progress: bool = Tru
             built = pool.advance(step)
             rng = random.Random(f"{cfg.seed}-step-{step}{stream}")
             chunks_per_step, questions_per_chunk = cfg.batch_at(step)
-            for _ in range(100):  # a small draw may hold nothing the mix asks (no pass key among 4): draw again
-                drawn = rng.sample(sorted(pool.chunks, key=lambda c: c.number), chunks_per_step)
-                rows = draw_rows(rng, drawn, cfg.stage(step).max_chunks, questions_per_chunk, cfg.task_mix_at(step))
-                if rows:
-                    break
-            else:
-                raise ValueError(f"step {step}: 100 draws of {chunks_per_step} pool chunks held no question of the "
-                                 f"task mix {cfg.task_mix_at(step)}; check keyed_share, facts_per_chunk and theme_share")
+            drawn, rows = draw_step(rng, pool.chunks, chunks_per_step, questions_per_chunk, cfg.stage(step).max_chunks,
+                                    cfg.task_mix_at(step), step)
             stats: dict = {}
             loss, answer_tokens = loss_fn(drawn, rows, stats)
             extra = {"questions": len(rows), "built": built,
