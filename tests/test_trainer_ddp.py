@@ -16,6 +16,7 @@ SCRIPT = textwrap.dedent("""
     from pathlib import Path
     sys.path.insert(0, {tests!r})
     import torch
+    import trainers.pool as P
     import trainers.train as T
     from test_trainer import _config, _fresh_model, _pool_config
 
@@ -23,11 +24,11 @@ SCRIPT = textwrap.dedent("""
     rank = int(os.environ["RANK"])
     seen = []
     if {recipe!r} == "pool":  # the chunks a step draws from the rank's pool
-        real = T.draw_rows
+        real = P.draw_rows  # (called by pool.draw_step)
         def spy(rng, drawn, *args, **kw):
             seen.append([c.number for c in drawn] + [c.ids[:4] for c in drawn])
             return real(rng, drawn, *args, **kw)
-        T.draw_rows = spy
+        P.draw_rows = spy
         cfg = _pool_config(out, steps=3)
     else:  # the fresh samples a step builds
         real = T.step_samples
