@@ -92,6 +92,18 @@ def _config(tmp_path, steps, **kw):
                        batch_size=2, lr=1e-2, warmup_steps=2, save_every=1000, **kw)
 
 
+def _assert_same_adapters(a_dir: Path, b_dir: Path) -> None:
+    """The final adapters of two runs (``<dir>/run/adapter``) hold the same tensors, to 1e-6."""
+    from safetensors.torch import load_file
+
+    for name in ("adapter_model.safetensors", "gist_embeddings.safetensors"):
+        a = load_file(str(a_dir / "run" / "adapter" / name))
+        b = load_file(str(b_dir / "run" / "adapter" / name))
+        assert a.keys() == b.keys()
+        for key in a:
+            torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6)
+
+
 def _fresh_model():
     gm = tiny_gist_model(k=4, chunk_tokens=64, lora=False)
     # At the default init (std 0.02) a 64-wide tied embedding bounds the logits near +-1, so no
@@ -116,8 +128,6 @@ def test_short_cpu_training_lowers_the_loss(tmp_path):
 
 
 def test_checkpoint_resumes_to_the_same_state(tmp_path):
-    from safetensors.torch import load_file
-
     from trainers.train import train
 
     straight = _config(tmp_path / "a", steps=8)
@@ -126,12 +136,7 @@ def test_checkpoint_resumes_to_the_same_state(tmp_path):
     assert train(sliced, model=_fresh_model(), progress=False, stop_after=5) is None
     assert json.loads((tmp_path / "b" / "run" / "checkpoint" / "trainer_state.json").read_text())["step"] == 5
     train(sliced, model=_fresh_model(), progress=False)  # a new process would start exactly like this
-    for name in ("adapter_model.safetensors", "gist_embeddings.safetensors"):
-        a = load_file(str(tmp_path / "a" / "run" / "adapter" / name))
-        b = load_file(str(tmp_path / "b" / "run" / "adapter" / name))
-        assert a.keys() == b.keys()
-        for key in a:
-            torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6)
+    _assert_same_adapters(tmp_path / "a", tmp_path / "b")
 
 
 def _pool_config(tmp_path, steps, **kw):
@@ -201,28 +206,17 @@ def test_a_staged_refresh_enters_chunks_at_each_stages_rate_and_resumes_to_the_s
     sliced = _pool_config(tmp_path / "b", steps=6, stages=stages, pool_refresh=2)
     train(sliced, model=_fresh_model(), progress=False, stop_after=4)
     train(sliced, model=_fresh_model(), progress=False)
-    from safetensors.torch import load_file
-    for name in ("adapter_model.safetensors", "gist_embeddings.safetensors"):
-        a = load_file(str(tmp_path / "a" / "run" / "adapter" / name))
-        b = load_file(str(tmp_path / "b" / "run" / "adapter" / name))
-        for key in a:
-            torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6)
+    _assert_same_adapters(tmp_path / "a", tmp_path / "b")
 
 
 def test_pool_recipe_resumes_to_the_same_state(tmp_path):
-    from safetensors.torch import load_file
-
     from trainers.train import train
 
     train(_pool_config(tmp_path / "a", steps=7), model=_fresh_model(), progress=False)
     sliced = _pool_config(tmp_path / "b", steps=7)
     assert train(sliced, model=_fresh_model(), progress=False, stop_after=4) is None
     train(sliced, model=_fresh_model(), progress=False)  # rebuilds the pool of step 4 from the seed
-    for name in ("adapter_model.safetensors", "gist_embeddings.safetensors"):
-        a = load_file(str(tmp_path / "a" / "run" / "adapter" / name))
-        b = load_file(str(tmp_path / "b" / "run" / "adapter" / name))
-        for key in a:
-            torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6)
+    _assert_same_adapters(tmp_path / "a", tmp_path / "b")
 
 
 def test_snapshots_keep_the_adapter_of_every_nth_step_and_the_log_keeps_the_pool_build_time(tmp_path):

@@ -305,8 +305,9 @@ def draw_step(rng: random.Random, chunks: list[PoolChunk], chunks_per_step: int,
     """One step's draw from the pool and its rows (:func:`draw_rows`). A small draw may hold nothing
     the mix asks (4 chunks, none with a pass key): it is drawn again from the same ``rng``, so the
     step stays a pure function of its seed; ValueError after 100 empty draws."""
+    ordered = sorted(chunks, key=lambda c: c.number)
     for _ in range(100):
-        drawn = rng.sample(sorted(chunks, key=lambda c: c.number), chunks_per_step)
+        drawn = rng.sample(ordered, chunks_per_step)
         rows = draw_rows(rng, drawn, max_chunks, questions_per_chunk, task_mix)
         if rows:
             return drawn, rows
