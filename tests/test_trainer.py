@@ -366,6 +366,26 @@ def test_quote_questions_ask_each_planted_fact_back_word_for_word(tmp_path):
     TrainConfig(recipe="pool", task_mix={"niah": 1.0, "quote": 0.5})
 
 
+def test_recon_share_sets_how_many_chunks_are_asked_their_opening_back(tmp_path):
+    from trainers.data import recipe_documents
+    from trainers.pool import plan_chunk
+
+    gm = _fresh_model()
+    docs = recipe_documents(_pool_config(tmp_path, steps=1), "train")
+    tok = gm.tokenizer
+    plan = lambda i, **kw: plan_chunk(random.Random(i), docs, tok, 200, 4096, facts=1, language="en",  # noqa: E731
+                                      keyed=True, **kw)
+    asked = lambda share: [any(q.task == "recon" for q in plan(i, recon_share=share).questions) for i in range(12)]  # noqa: E731
+    assert all(asked(1.0)) and not any(asked(0.0))
+    for i in range(12):  # the default, 0.3, is every earlier run's plan, draw for draw
+        default, explicit = plan(i), plan(i, recon_share=0.3)
+        assert default.ids == explicit.ids and [q.answer for q in default.questions] == [q.answer for q in explicit.questions]
+    recon = next(q for q in plan(0, recon_share=1.0).questions if q.task == "recon")
+    assert tok.decode(recon.answer, skip_special_tokens=True).strip()[:20] in tok.decode(plan(0, recon_share=1.0).ids)
+    with pytest.raises(ValueError, match=r"recon_share must be in \[0, 1\]"):
+        TrainConfig(recipe="pool", recon_share=1.5)
+
+
 def test_relation_facts_use_trained_phrasings_and_half_open_values(tmp_path):
     from gist_memory.data.facts import relation_fact
     from gist_memory.data.tasks import CITIES, FACT_KINDS

@@ -126,6 +126,8 @@ class TrainConfig:
             unchanged); base, k, chunk size and LoRA rank must match. Ignored once the run has a
             checkpoint of its own (resuming always wins).
         keyed_share: share of pool chunks that hold a pass key.
+        recon_share: share of pool chunks also asked for their opening words back (task ``recon``,
+            24 tokens; an autoencoding target). 0.3, the default, is what every earlier run had.
         theme_share: share of pool chunks asked "what is this text about?", with the base model's
             answer reading the chunk as the target (context distillation); such a question's
             episode is its chunk alone.
@@ -175,6 +177,7 @@ class TrainConfig:
     facts_per_chunk: int = 3
     language_mix: dict = field(default_factory=lambda: {"en": 1.0})
     keyed_share: float = 0.5
+    recon_share: float = 0.3
     collections: tuple[str, ...] = ("sotu", "web-bible")
     theme_share: float = 0.0
     theme_tokens: int = 40
@@ -191,6 +194,7 @@ class TrainConfig:
     def pool_contents(self) -> dict:
         """What each pool chunk holds, as ``ContextPool``'s keyword arguments."""
         return {"facts": self.facts_per_chunk, "language_mix": self.language_mix, "keyed_share": self.keyed_share,
+                "recon_share": self.recon_share,
                 "theme_share": self.theme_share, "theme_tokens": self.theme_tokens,
                 "relation_share": self.relation_share, "generic_share": self.generic_share,
                 "open_shapes": self.open_shapes}
@@ -204,7 +208,7 @@ class TrainConfig:
         object.__setattr__(self, "stages", stages)
         object.__setattr__(self, "lora_targets", tuple(self.lora_targets))
         for name in ("lr", "grad_clip", "pool_refresh", "keyed_share", "theme_share", "relation_share",
-                     "generic_share"):
+                     "generic_share", "recon_share"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 hint = " (YAML reads 1e-3 as text: write 1.0e-3 or 0.001)" if isinstance(value, str) else ""
@@ -265,6 +269,8 @@ class TrainConfig:
             raise ValueError(f"loss_weighting must be 'token' or 'question', got {self.loss_weighting!r}")
         if not 0 <= self.keyed_share <= 1:
             raise ValueError(f"keyed_share must be in [0, 1], got {self.keyed_share}")
+        if not 0 <= self.recon_share <= 1:
+            raise ValueError(f"recon_share must be in [0, 1], got {self.recon_share}")
         if set(self.language_mix) - {"en", "ko"} or not any(w > 0 for w in self.language_mix.values()) \
                 or any(w < 0 for w in self.language_mix.values()):
             raise ValueError(f"language_mix needs non-negative weights for 'en' and 'ko', some positive; "

@@ -109,7 +109,7 @@ def _draw_fact(rng: random.Random, relation_share: float, generic_share: float, 
 
 def plan_chunk(rng: random.Random, docs: dict[str, list[SourceDocument]], tokenizer, n_tokens: int,
                chunk_tokens: int, facts: int, language: str, keyed: bool, relation_share: float = 0.0,
-               generic_share: float = 0.0, open_shapes: bool = False) -> ChunkPlan:
+               generic_share: float = 0.0, open_shapes: bool = False, recon_share: float = 0.3) -> ChunkPlan:
     """Real text of about ``n_tokens`` with needles planted: a pass key (if ``keyed``) and ``facts``
     open-vocabulary facts for English (each asked about, and, as task ``quote``, asked for its
     sentence back word for word), plus a cloze question and the text's opening on the real text.
@@ -118,7 +118,8 @@ def plan_chunk(rng: random.Random, docs: dict[str, list[SourceDocument]], tokeni
     of a drawn relation and value shape (``facts.generic_fact``; task ``generic``), else an open
     kind (task ``fact``); at 0 and 0 no draw is spent on the choice, so plans stay those of
     recipes before them (and one draw serves both shares, so a plan with only ``relation_share``
-    is the same as before ``generic_share`` existed). ``open_shapes``: see ``facts.generic_fact``."""
+    is the same as before ``generic_share`` existed). ``open_shapes``: see ``facts.generic_fact``.
+    ``recon_share``: the chance the chunk is also asked for its opening 24 tokens back (task ``recon``)."""
     needles, questions = [], []
     if keyed:
         key = passkey_sample(rng, "x", 0.5, "k", language=language)
@@ -137,7 +138,7 @@ def plan_chunk(rng: random.Random, docs: dict[str, list[SourceDocument]], tokeni
     cloze = cloze_sample(rng, text, "c")
     if cloze is not None:
         questions.append(("qa", cloze.question, cloze.answer))
-    if rng.random() < 0.3:
+    if rng.random() < recon_share:
         recon = recon_sample(tokenizer, text, "r", n_tokens=24)
         questions.append(("recon", recon.question, recon.answer))
     for needle in needles:
@@ -159,21 +160,22 @@ class ContextPool:
         storage_dtype: dtype the KV is kept in (fp16 halves the memory; fp32 is exact).
         length_at: step -> (min_tokens, max_tokens) of chunks made at that step (the curriculum).
         seed: chunk ``i`` is drawn from ``random.Random(f"{seed}-chunk-{i}")``.
-        facts, language_mix, keyed_share, relation_share, generic_share, open_shapes: what each
-            chunk holds (``plan_chunk``).
+        facts, language_mix, keyed_share, relation_share, generic_share, open_shapes, recon_share:
+            what each chunk holds (``plan_chunk``).
     """
 
     def __init__(self, gm, docs: dict[str, list[SourceDocument]], size: int, refresh: float,
                  storage_dtype: torch.dtype, length_at, seed: int | str = 0, facts: int = 3,
                  language_mix: dict[str, float] | None = None, keyed_share: float = 0.5, batch: int = 8,
                  theme_share: float = 0.0, theme_tokens: int = 40, relation_share: float = 0.0,
-                 generic_share: float = 0.0, open_shapes: bool = False):
+                 generic_share: float = 0.0, open_shapes: bool = False, recon_share: float = 0.3):
         self.gm, self.docs, self.size, self.refresh = gm, docs, size, refresh
         self.storage_dtype, self.length_at, self.seed, self.facts = storage_dtype, length_at, seed, facts
         self.language_mix = language_mix or {"en": 1.0}
         self.keyed_share, self.batch = keyed_share, batch
         self.theme_share, self.theme_tokens = theme_share, theme_tokens
         self.relation_share, self.generic_share, self.open_shapes = relation_share, generic_share, open_shapes
+        self.recon_share = recon_share
         self.chunks: list[PoolChunk] = []
         self.built_seconds = 0.0
 
@@ -217,7 +219,7 @@ class ContextPool:
         plan = plan_chunk(rng, self.docs, self.gm.tokenizer, rng.randint(lo, hi), self.gm.gist.chunk_tokens,
                           self.facts, language, keyed=rng.random() < self.keyed_share,
                           relation_share=self.relation_share, generic_share=self.generic_share,
-                          open_shapes=self.open_shapes)
+                          open_shapes=self.open_shapes, recon_share=self.recon_share)
         themed = random.Random(f"{self.seed}-theme-{number}")  # its own stream: the draws above stay as they were
         if themed.random() < self.theme_share:
             plan.theme_prompt = prompt_ids(self.gm.tokenizer, themed.choice(THEME_QUESTIONS[language]))
