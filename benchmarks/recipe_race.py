@@ -61,6 +61,20 @@ def cpu_seconds_by_step(log_path: Path, threads: int) -> dict[int, float]:
     return out
 
 
+def fork_step(log_path: Path) -> int:
+    """The first trained step of a run's log: 0 for a run from a fresh adapter, S for one that began
+    from another run's state at step S (``init_from``)."""
+    steps = []
+    for line in Path(log_path).read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and "loss" in record:
+            steps.append(int(record["step"]))
+    return min(steps, default=0)
+
+
 def _thinned(snaps: list[Path], stride: int) -> list[Path]:
     """The snapshots whose step is a multiple of ``stride`` (all when it is 0), and always the last."""
     if stride <= 0:
@@ -77,20 +91,27 @@ def first_reaching(curve: list[dict], task: str, target: float) -> float | None:
     return None
 
 
-def summary(curves: dict[str, list[dict]], tasks: tuple[str, ...]) -> list[dict]:
+def summary(curves: dict[str, list[dict]], tasks: tuple[str, ...], starts: dict[str, float] | None = None) -> list[dict]:
     """Per later run and task: the old (first) run's final score and CPU time, when that run first
-    reached it, and the ratio of the two times."""
+    reached it, and the ratio of the two times.
+
+    A run in ``starts`` began from the old run's state at some step (``init_from``): its points sit
+    on the old run's time axis from that state's CPU-minutes (the value), and its ratio compares the
+    time each recipe spent after that common start.
+    """
+    starts = starts or {}
     (old_name, old), *others = list(curves.items())
     last = max(old, key=lambda p: p["cpu_min"])
     rows = []
     for new_name, new in others:
+        t0 = starts.get(new_name, 0.0)
         for task in tasks:
             target = last["scores"][task]
             reached = first_reaching(new, task, target)
             rows.append({"task": task, "old_run": old_name, "old_final": target, "old_cpu_min": last["cpu_min"],
-                         "new_run": new_name, "new_best": max(p["scores"][task] for p in new),
+                         "new_run": new_name, "start_cpu_min": t0, "new_best": max(p["scores"][task] for p in new),
                          "new_reached_at_cpu_min": reached,
-                         "time_ratio": None if reached is None else round(reached / last["cpu_min"], 3)})
+                         "time_ratio": None if reached is None else round((reached - t0) / (last["cpu_min"] - t0), 3)})
     return rows
 
 
@@ -126,13 +147,17 @@ def _report(curves: dict[str, list[dict]], rows: list[dict], samples: int) -> st
                          + " | ".join(f"{100 * p['scores'][t]:.0f}%" for t in tasks) + " |")
         lines.append("")
     lines += ["## Against the old recipe's final score", "",
-              "| run | task | old final | at CPU-minutes | first reached it at | ratio | run's best |",
-              "|---|---|---:|---:|---:|---:|---:|"]
+              "A run started from the old run's state at some step (its log begins there, `init_from`) is timed",
+              "from that common start: its ratio is (its time to the score) / (the old run's time from that start",
+              "to its final score).", "",
+              "| run | task | old final | at CPU-minutes | common start at | first reached it at | ratio | run's best |",
+              "|---|---|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         reached = "not yet" if r["new_reached_at_cpu_min"] is None else f"{r['new_reached_at_cpu_min']:.1f}"
         ratio = "-" if r["time_ratio"] is None else f"{r['time_ratio']:.2f}"
-        lines.append(f"| {r['new_run']} | {r['task']} | {100 * r['old_final']:.0f}% | {r['old_cpu_min']:.1f} | {reached} | {ratio} | "
-                     f"{100 * r['new_best']:.0f}% |")
+        start = f"{r.get('start_cpu_min', 0.0):.1f}"
+        lines.append(f"| {r['new_run']} | {r['task']} | {100 * r['old_final']:.0f}% | {r['old_cpu_min']:.1f} | {start} | {reached} | "
+                     f"{ratio} | {100 * r['new_best']:.0f}% |")
     return "\n".join(lines) + "\n"
 
 
@@ -168,42 +193,59 @@ def main(runs: tuple[str, ...] = ("runs/race-episode", "runs/race-pool", "runs/r
         raise SystemExit("give two runs or more: the old recipe's first")
     if every and len(every) != len(runs):
         raise SystemExit(f"--every needs one stride per run ({len(runs)}), got {list(every)}")
-    found = {run: _thinned(sorted((Path(run) / "snapshots").glob("step-*")), every[i] if every else 0)
-             for i, run in enumerate(runs)}
-    empty = [run for run, snaps in found.items() if not snaps]
-    if empty:
-        raise SystemExit(f"no snapshots in {empty}: train with snapshot_every set (trainers/configs/race-*.yaml)")
-    torch.set_num_threads(num_threads)
     out_dir = Path(out)
-    out_dir.mkdir(parents=True, exist_ok=True)
     results_path = out_dir / "results.json"
     previous = json.loads(results_path.read_text()) if results_path.is_file() else {}
     same_set = previous.get("samples") == samples and previous.get("recipe") == recipe
+    cached = {run: {p["step"]: p for p in previous.get("curves", {}).get(run, [])} if same_set else {} for run in runs}
+    # snapshots are local (never committed): a fresh clone scores none again, it reads their cached scores
+    found = {run: _thinned(sorted((Path(run) / "snapshots").glob("step-*")), every[i] if every else 0)
+             for i, run in enumerate(runs)}
+    empty = [run for run, snaps in found.items() if not snaps and not cached[run]]
+    if empty:
+        raise SystemExit(f"no snapshots in {empty}: train with snapshot_every set (trainers/configs/race-*.yaml)")
+    torch.set_num_threads(num_threads)
+    out_dir.mkdir(parents=True, exist_ok=True)
     cfg = TrainConfig.from_yaml(recipe)
     val = None
     curves: dict[str, list[dict]] = {}
-    for run, snaps in found.items():
+    starts: dict[str, float] = {}
+    first_cpu: dict[int, float] = {}
+    for i, (run, snaps) in enumerate(found.items()):
         meta = json.loads((Path(run) / "run.json").read_text())
         threads = int(meta.get("num_threads", 1)) * int(meta.get("processes", 1))
         cpu = cpu_seconds_by_step(Path(run) / "log.jsonl", threads)
-        done = {p["step"]: p for p in previous.get("curves", {}).get(run, [])} if same_set else {}
+        began = fork_step(Path(run) / "log.jsonl")
+        offset = 0.0
+        if i == 0:
+            first_cpu = cpu
+        elif began:  # started from the old run's state at that step: on its time axis from there
+            if began not in first_cpu:
+                raise SystemExit(f"{run} starts at step {began}, past the old run's log ({runs[0]})")
+            offset = first_cpu[began]
+            starts[run] = round(offset / 60, 2)
+        done = cached[run]
         curve = []
-        for snap in tqdm(snaps, desc=f"scoring {run}", unit="snapshot"):
-            step = int(snap.name.split("-")[1])
-            if step not in cpu:
+        steps = sorted({int(p.name.split("-")[1]): p for p in snaps}.items())
+        for step, snap in tqdm([(s, p) for s, p in steps if s not in done] + [(s, None) for s in done],
+                               desc=f"scoring {run}", unit="snapshot"):
+            if step not in cpu or step < began:
                 continue  # kept after the log's last flushed step: score it next time
             scores = done.get(step, {}).get("scores")
             if scores is None or any(t not in scores for t in tasks):
+                if snap is None:
+                    continue  # cached without a task asked now, and its snapshot is gone
                 gm = GistModel.from_pretrained(cfg.base, adapter=str(snap), num_gist_tokens=cfg.num_gist_tokens,
                                                chunk_tokens=cfg.chunk_tokens)
                 if val is None:  # the base model's context KV: the same for every adapter
                     val = validation_set(gm, recipe_documents(cfg, "validation"), samples, seed=cfg.seed,
                                          tasks=tuple(tasks), progress=True)
                 scores = score_samples(gm, val)
-            curve.append({"step": step, "cpu_min": round(cpu[step] / 60, 2), "scores": scores})
-        curves[run] = curve
-    rows = summary(curves, tuple(tasks))
-    record = {"samples": samples, "recipe": recipe, "tasks": list(tasks), "curves": curves, "summary": rows}
+            curve.append({"step": step, "cpu_min": round((offset + cpu[step]) / 60, 2), "scores": scores})
+        curves[run] = sorted(curve, key=lambda p: p["step"])
+    rows = summary(curves, tuple(tasks), starts)
+    record = {"samples": samples, "recipe": recipe, "tasks": list(tasks), "curves": curves, "starts": starts,
+              "summary": rows}
     results_path.write_text(json.dumps(record, indent=2))
     _plot(curves, tuple(tasks), out_dir / "race.png")
     (out_dir / "report.md").write_text(_report(curves, rows, samples))

@@ -55,3 +55,38 @@ def test_the_race_refuses_runs_without_snapshots(tmp_path):
         race.main(runs=(str(tmp_path / "a"), str(tmp_path / "b")), out=str(tmp_path / "out"))
     with pytest.raises(SystemExit, match="unknown validation task"):
         race.main(runs=(str(tmp_path / "a"), str(tmp_path / "b")), tasks=("passkey",), out=str(tmp_path / "out"))
+
+
+def test_a_run_started_from_the_old_runs_state_is_timed_from_that_common_start(tmp_path):
+    log = tmp_path / "log.jsonl"
+    log.write_text("".join(json.dumps(r) + "\n" for r in [{"step": 400, "loss": 1.0, "s": 6.0, "setup_s": 3.0},
+                                                          {"step": 401, "loss": 1.0, "s": 6.0}]))
+    assert race.fork_step(log) == 400
+    (tmp_path / "fresh.jsonl").write_text(json.dumps({"step": 0, "loss": 2.0, "s": 1.0}) + "\n")
+    assert race.fork_step(tmp_path / "fresh.jsonl") == 0
+    old = [{"step": s, "cpu_min": m, "scores": {"niah": v}} for s, m, v in [(0, 0.0, 0.0), (400, 10.0, 0.6), (1400, 60.0, 0.75)]]
+    # the forked run's points already sit on the old run's axis (its start, 10.0, plus its own time)
+    new = [{"step": s, "cpu_min": m, "scores": {"niah": v}} for s, m, v in [(450, 14.0, 0.7), (500, 18.0, 0.8)]]
+    row = race.summary({"old": old, "new": new}, ("niah",), {"new": 10.0})[0]
+    assert row["new_reached_at_cpu_min"] == 18.0 and row["time_ratio"] == round(8.0 / 50.0, 3)
+    assert row["start_cpu_min"] == 10.0
+    assert "| new | niah | 75% | 60.0 | 10.0 | 18.0 | 0.16 |" in race._report({"old": old, "new": new}, [row], 60)
+
+
+def test_cached_scores_stand_in_for_snapshots_a_fresh_clone_does_not_have(tmp_path):
+    for name, rows in {"old": [{"step": 0, "loss": 2.0, "s": 60.0}, {"step": 1, "loss": 2.0, "s": 60.0}],
+                       "new": [{"step": 1, "loss": 2.0, "s": 30.0, "setup_s": 30.0}]}.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        (tmp_path / name / "run.json").write_text(json.dumps({"num_threads": 1}))
+    out = tmp_path / "out"
+    out.mkdir()
+    runs = (str(tmp_path / "old"), str(tmp_path / "new"))
+    point = lambda step, v: {"step": step, "cpu_min": 0.0, "scores": {"niah": v, "fact": 0.0}}  # noqa: E731
+    (out / "results.json").write_text(json.dumps({"samples": 60, "recipe": "trainers/configs/pool.yaml", "curves": {
+        runs[0]: [point(0, 0.0), point(2, 0.5)], runs[1]: [point(2, 0.6)]}}))
+    record = race.main(runs=runs, out=str(out))  # no snapshots anywhere: nothing is scored, nothing loaded
+    assert [p["cpu_min"] for p in record["curves"][runs[0]]] == [0.0, 2.0]
+    # the new run began at step 1 from the old one's state: on the old axis from 1.0 CPU-minute
+    assert record["starts"] == {runs[1]: 1.0} and record["curves"][runs[1]][0]["cpu_min"] == 2.0
+    assert record["summary"][0]["new_reached_at_cpu_min"] == 2.0 and (out / "race.png").is_file()
