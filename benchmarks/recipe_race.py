@@ -136,6 +136,41 @@ def _plot(curves: dict[str, list[dict]], tasks: tuple[str, ...], path: Path) -> 
     plt.close(fig)
 
 
+def _plot_from_start(curves: dict[str, list[dict]], starts: dict[str, float], forks: dict[str, int],
+                     also: tuple[str, ...], tasks: tuple[str, ...], path: Path) -> None:
+    """The runs that began from the old run's state, and the old run itself (plus ``also``: e.g. a
+    re-run of the old recipe to that step, continued), against CPU-minutes since that common step."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(curves)
+    common = min(forks.values())
+    fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 3.8), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        for name in [names[0], *also, *starts]:
+            pts = sorted(curves.get(name, []), key=lambda p: p["step"])
+            if name in starts:
+                t0 = starts[name]
+                label = f"{name} (began at step {forks[name]})"
+            else:
+                at = [p for p in pts if p["step"] == common]
+                if not at:
+                    continue
+                t0, pts = at[0]["cpu_min"], [p for p in pts if p["step"] >= common]
+                label = f"{name} (its own step {common} on)"
+            ax.plot([p["cpu_min"] - t0 for p in pts], [100 * p["scores"][task] for p in pts], marker="o", ms=3, label=label)
+        ax.set_title(f"validation: {task}, after step {common}")
+        ax.set_xlabel(f"training CPU-minutes since step {common}")
+        ax.set_ylabel("exact match (%)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def _report(curves: dict[str, list[dict]], rows: list[dict], samples: int) -> str:
     tasks = list(dict.fromkeys(r["task"] for r in rows))
     lines = ["# Recipe race", "", f"Validation: `trainers.validation`, {samples} samples per task, the same for every run.", ""]
@@ -163,7 +198,7 @@ def _report(curves: dict[str, list[dict]], rows: list[dict], samples: int) -> st
 
 def main(runs: tuple[str, ...] = ("runs/race-episode", "runs/race-pool", "runs/race-pool-b"), tasks: tuple[str, ...] = TASKS,
          samples: int = 60, recipe: str = "trainers/configs/pool.yaml", num_threads: int = 2,
-         out: str = "docs/results/race", every: tuple[int, ...] = ()) -> dict:
+         out: str = "docs/results/race", every: tuple[int, ...] = (), also_from_start: tuple[str, ...] = ()) -> dict:
     """Score every kept snapshot of ``runs`` (the old recipe first, then one or more new ones) and
     write the race's report.
 
@@ -177,6 +212,9 @@ def main(runs: tuple[str, ...] = ("runs/race-episode", "runs/race-pool", "runs/r
         out: directory for results.json, race.png and report.md.
         every: per run (in ``runs`` order), score only snapshots whose step is a multiple of this
             (and the last one); empty or 0 scores all. Scoring costs ~1-2 min per snapshot.
+        also_from_start: runs (of ``runs``) drawn in ``race-from-start.png`` from the common step of
+            the runs that began from the old run's state (e.g. the old recipe re-run to that step and
+            continued); that plot is written when such runs exist.
     """
     import torch
     from tqdm.auto import tqdm
@@ -210,6 +248,7 @@ def main(runs: tuple[str, ...] = ("runs/race-episode", "runs/race-pool", "runs/r
     val = None
     curves: dict[str, list[dict]] = {}
     starts: dict[str, float] = {}
+    forks: dict[str, int] = {}
     first_cpu: dict[int, float] = {}
     for i, (run, snaps) in enumerate(found.items()):
         meta = json.loads((Path(run) / "run.json").read_text())
@@ -223,7 +262,7 @@ def main(runs: tuple[str, ...] = ("runs/race-episode", "runs/race-pool", "runs/r
             if began not in first_cpu:
                 raise SystemExit(f"{run} starts at step {began}, past the old run's log ({runs[0]})")
             offset = first_cpu[began]
-            starts[run] = round(offset / 60, 2)
+            starts[run], forks[run] = round(offset / 60, 2), began
         done = cached[run]
         curve = []
         steps = sorted({int(p.name.split("-")[1]): p for p in snaps}.items())
@@ -248,6 +287,8 @@ def main(runs: tuple[str, ...] = ("runs/race-episode", "runs/race-pool", "runs/r
               "summary": rows}
     results_path.write_text(json.dumps(record, indent=2))
     _plot(curves, tuple(tasks), out_dir / "race.png")
+    if starts:
+        _plot_from_start(curves, starts, forks, tuple(also_from_start), tuple(tasks), out_dir / "race-from-start.png")
     (out_dir / "report.md").write_text(_report(curves, rows, samples))
     print(json.dumps(rows, indent=2))
     return record

@@ -90,3 +90,4 @@ def test_cached_scores_stand_in_for_snapshots_a_fresh_clone_does_not_have(tmp_pa
     # the new run began at step 1 from the old one's state: on the old axis from 1.0 CPU-minute
     assert record["starts"] == {runs[1]: 1.0} and record["curves"][runs[1]][0]["cpu_min"] == 2.0
     assert record["summary"][0]["new_reached_at_cpu_min"] == 2.0 and (out / "race.png").is_file()
+    assert (out / "race-from-start.png").is_file()  # the runs from the common start, against time since it
