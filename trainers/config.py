@@ -267,10 +267,9 @@ class TrainConfig:
             raise ValueError(f"theme_tokens must be a positive integer, got {self.theme_tokens!r}")
         if self.loss_weighting not in ("token", "question"):
             raise ValueError(f"loss_weighting must be 'token' or 'question', got {self.loss_weighting!r}")
-        if not 0 <= self.keyed_share <= 1:
-            raise ValueError(f"keyed_share must be in [0, 1], got {self.keyed_share}")
-        if not 0 <= self.recon_share <= 1:
-            raise ValueError(f"recon_share must be in [0, 1], got {self.recon_share}")
+        for name in ("keyed_share", "recon_share"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if set(self.language_mix) - {"en", "ko"} or not any(w > 0 for w in self.language_mix.values()) \
                 or any(w < 0 for w in self.language_mix.values()):
             raise ValueError(f"language_mix needs non-negative weights for 'en' and 'ko', some positive; "
