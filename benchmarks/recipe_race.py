@@ -64,15 +64,9 @@ def cpu_seconds_by_step(log_path: Path, threads: int) -> dict[int, float]:
 def fork_step(log_path: Path) -> int:
     """The first trained step of a run's log: 0 for a run from a fresh adapter, S for one that began
     from another run's state at step S (``init_from``)."""
-    steps = []
-    for line in Path(log_path).read_text().splitlines():
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(record, dict) and "loss" in record:
-            steps.append(int(record["step"]))
-    return min(steps, default=0)
+    from trainers.runlog import read_log
+
+    return min(read_log(Path(log_path))[0], default=0)
 
 
 def _thinned(snaps: list[Path], stride: int) -> list[Path]:
@@ -115,7 +109,9 @@ def summary(curves: dict[str, list[dict]], tasks: tuple[str, ...], starts: dict[
     return rows
 
 
-def _plot(curves: dict[str, list[dict]], tasks: tuple[str, ...], path: Path) -> None:
+def _panels(series: list[tuple[str, list[dict], float]], tasks: tuple[str, ...], path: Path, title: str,
+            xlabel: str, legend_size: int) -> None:
+    """One panel per task: each (label, points, t0) of ``series`` as its score against CPU-minutes - t0."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -123,52 +119,38 @@ def _plot(curves: dict[str, list[dict]], tasks: tuple[str, ...], path: Path) -> 
 
     fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 3.8), squeeze=False)
     for ax, task in zip(axes[0], tasks):
-        for name, curve in curves.items():
-            pts = sorted(curve, key=lambda p: p["cpu_min"])
-            ax.plot([p["cpu_min"] for p in pts], [100 * p["scores"][task] for p in pts], marker="o", ms=3, label=name)
-        ax.set_title(f"validation: {task}")
-        ax.set_xlabel("training CPU-minutes (core-minutes)")
+        for label, pts, t0 in series:
+            ax.plot([p["cpu_min"] - t0 for p in pts], [100 * p["scores"][task] for p in pts], marker="o", ms=3, label=label)
+        ax.set_title(f"validation: {task}{title}")
+        ax.set_xlabel(xlabel)
         ax.set_ylabel("exact match (%)")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=legend_size)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _plot(curves: dict[str, list[dict]], tasks: tuple[str, ...], path: Path) -> None:
+    series = [(name, sorted(curve, key=lambda p: p["cpu_min"]), 0.0) for name, curve in curves.items()]
+    _panels(series, tasks, path, "", "training CPU-minutes (core-minutes)", 8)
 
 
 def _plot_from_start(curves: dict[str, list[dict]], starts: dict[str, float], forks: dict[str, int],
                      also: tuple[str, ...], tasks: tuple[str, ...], path: Path) -> None:
     """The runs that began from the old run's state, and the old run itself (plus ``also``: e.g. a
     re-run of the old recipe to that step, continued), against CPU-minutes since that common step."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    names = list(curves)
     common = min(forks.values())
-    fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 3.8), squeeze=False)
-    for ax, task in zip(axes[0], tasks):
-        for name in [names[0], *also, *starts]:
-            pts = sorted(curves.get(name, []), key=lambda p: p["step"])
-            if name in starts:
-                t0 = starts[name]
-                label = f"{name} (began at step {forks[name]})"
-            else:
-                at = [p for p in pts if p["step"] == common]
-                if not at:
-                    continue
-                t0, pts = at[0]["cpu_min"], [p for p in pts if p["step"] >= common]
-                label = f"{name} (its own step {common} on)"
-            ax.plot([p["cpu_min"] - t0 for p in pts], [100 * p["scores"][task] for p in pts], marker="o", ms=3, label=label)
-        ax.set_title(f"validation: {task}, after step {common}")
-        ax.set_xlabel(f"training CPU-minutes since step {common}")
-        ax.set_ylabel("exact match (%)")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    series = []
+    for name in [next(iter(curves)), *also, *starts]:
+        pts = sorted(curves.get(name, []), key=lambda p: p["step"])
+        if name in starts:
+            series.append((f"{name} (began at step {forks[name]})", pts, starts[name]))
+            continue
+        at = [p for p in pts if p["step"] == common]
+        if at:
+            series.append((f"{name} (its own step {common} on)", [p for p in pts if p["step"] >= common], at[0]["cpu_min"]))
+    _panels(series, tasks, path, f", after step {common}", f"training CPU-minutes since step {common}", 7)
 
 
 def _report(curves: dict[str, list[dict]], rows: list[dict], samples: int) -> str:
@@ -269,7 +251,7 @@ def main(runs: tuple[str, ...] = ("runs/race-episode", "runs/race-pool", "runs/r
         for step, snap in tqdm([(s, p) for s, p in steps if s not in done] + [(s, None) for s in done],
                                desc=f"scoring {run}", unit="snapshot"):
             if step not in cpu or step < began:
-                continue  # kept after the log's last flushed step: score it next time
+                continue  # kept after the log's last flushed step (score it next time), or before the run began
             scores = done.get(step, {}).get("scores")
             if scores is None or any(t not in scores for t in tasks):
                 if snap is None:
