@@ -121,7 +121,8 @@ def _ask(memory, sample, mode: str, doc_id: str, n_tokens: int, config: EvalConf
     record.contexts = [s.text for s in answer.sources] or [sample.context]
     # Answer.kv_entries counts everything held at the first answer token; what stands for the
     # document is that minus the question's own prompt tokens (gist entries, or context tokens).
-    memory_entries = max(answer.kv_entries - len(prompt_ids(gm.tokenizer, sample.question)), 1)
+    asked = gm.gist.prompt_format if mode in ("gist", "hybrid") else "chat"  # as generate wrote the question
+    memory_entries = max(answer.kv_entries - len(prompt_ids(gm.tokenizer, sample.question, prompt_format=asked)), 1)
     t = answer.timings
     new_tokens = len(gm.tokenizer(answer.text, add_special_tokens=False)["input_ids"])
     decode_s = t["total_s"] - t["ttft_s"]

@@ -1,6 +1,6 @@
 """Generation from gist caches: prefill only the question on top of the cached gist KV.
 
-The question goes through the model's chat template and is placed at positions
+The question goes through the model's chat template (in the adapter's ``prompt_format``) and is placed at positions
 ``cache.next_position ..`` (docs/design.md invariant 3), exactly where training put it. With no cache
 (the rag and full baselines) the prompt carries the context text and starts at position 0.
 """
@@ -14,23 +14,42 @@ from typing import Iterator
 import torch
 
 from .cache import GistCache, check_compatible
+from .config import PROMPT_FORMATS
 from .errors import CacheFormatError, InputError
 
 
-def prompt_ids(tokenizer, question: str, context: str | None = None) -> list[int]:
+def prompt_ids(tokenizer, question: str, context: str | None = None, prompt_format: str = "chat") -> list[int]:
     """Token ids of the user turn (and the assistant header) that follow the gists.
 
     ``context``, for rag and full modes only, is put in the user message before the question.
+    ``prompt_format`` (``gist_memory.config.PROMPT_FORMATS``): "chat" renders the tokenizer's chat
+    template as it stands; "chat-no-system" renders it without a system turn (a template that adds a
+    default one, as SmolLM2's, is given an empty one, and that turn's rendering is cut off).
     """
     if not isinstance(question, str) or not question.strip():
         raise InputError("the question is empty; ask something")
+    if prompt_format not in PROMPT_FORMATS:
+        raise InputError(f"prompt_format must be one of {PROMPT_FORMATS}, got {prompt_format!r}")
     content = question if context is None else f"{context}\n\nQuestion: {question}"
-    if tokenizer.chat_template:
-        messages = [{"role": "user", "content": content}]
-        out = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
-                                            return_dict=True)
-        return list(out["input_ids"])
-    return tokenizer(f"Question: {content}\nAnswer:", add_special_tokens=False)["input_ids"]
+    if not tokenizer.chat_template:
+        return tokenizer(f"Question: {content}\nAnswer:", add_special_tokens=False)["input_ids"]
+    user = [{"role": "user", "content": content}]
+    if prompt_format == "chat":
+        return _render(tokenizer, user, True)
+    from jinja2 import TemplateError  # what apply_chat_template's renderer raises
+
+    try:
+        system = _render(tokenizer, [{"role": "system", "content": ""}], False)
+        ids = _render(tokenizer, [{"role": "system", "content": ""}] + user, True)
+    except TemplateError:  # a template that refuses a system role adds none of its own
+        return _render(tokenizer, user, True)
+    return ids[len(system):] if ids[:len(system)] == system else _render(tokenizer, user, True)
+
+
+def _render(tokenizer, messages: list[dict], generation_prompt: bool) -> list[int]:
+    out = tokenizer.apply_chat_template(messages, add_generation_prompt=generation_prompt, tokenize=True,
+                                        return_dict=True)
+    return list(out["input_ids"])
 
 
 def answer_ids(tokenizer, answer: str) -> list[int]:
@@ -230,7 +249,8 @@ def generate(gm, question: str, caches=None, max_new_tokens: int = 64, stream: b
     if not isinstance(temperature, (int, float)) or temperature < 0:
         raise InputError(f"temperature must be a number >= 0 (0 decodes greedily), got {temperature!r}")
     cache = merge_caches(gm, caches)
-    ids = prompt_ids(gm.tokenizer, question, context)
+    # the adapter reads questions as it was trained to; the base model (no caches) its own chat turn
+    ids = prompt_ids(gm.tokenizer, question, context, gm.gist.prompt_format if cache is not None else "chat")
     check_window(gm, cache, ids, max_new_tokens)
     sink = TokenStream(iter(()))
     sink._pieces = _decode(gm, ids, cache, max_new_tokens, temperature, list(stop or []), seed, sink)

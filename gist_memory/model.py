@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .config import ADAPTER_FORMAT_VERSION, FORMAT_VERSION, GistConfig, check_gist_settings
+from .config import ADAPTER_FORMAT_VERSION, FORMAT_VERSION, GistConfig
 from .context_lora import FILE as CONTEXT_LORA_FILE
 from .errors import InputError, ModelLoadError
 from .loading import (is_legacy_identity, load_base, model_directory, model_fingerprint, resolve_device,
@@ -47,7 +47,7 @@ def _read_gist_config(adapter_dir: Path) -> dict:
         raise ModelLoadError(f"{path} has adapter format version {version!r}; this gist-memory reads up to "
                              f"{ADAPTER_FORMAT_VERSION}. Upgrade gist-memory to load it")
     try:
-        check_gist_settings(info["num_gist_tokens"], info["chunk_tokens"])
+        GistConfig.from_dict(info)  # k, chunk length and prompt format in range
         if not isinstance(info["base_model"], str):
             raise ValueError(f"base_model must be a model identity (a str), got {info['base_model']!r}")
     except ValueError as exc:
@@ -241,7 +241,11 @@ class GistModel(nn.Module):
         info = dict(self.gist.to_dict(), base_model=self.base_identity, format_version=FORMAT_VERSION)
         if self.context_lora is not None:
             self.context_lora.save(directory)
-            info.update(context_lora=self.context_lora.settings(), format_version=ADAPTER_FORMAT_VERSION)
+            info.update(context_lora=self.context_lora.settings(), format_version=2)
+        if info["prompt_format"] == "chat":  # the format every release reads: written as before
+            del info["prompt_format"]
+        else:  # older releases would ask in the wrong format: they refuse version 3
+            info["format_version"] = ADAPTER_FORMAT_VERSION
         (directory / "gist_config.json").write_text(json.dumps(info, indent=2))
         return directory
 

@@ -8,12 +8,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from gist_memory.config import PROMPT_FORMATS
+
 #: Tasks the data builders can make (theme, quote, relation, generic: the pool recipe only, see __post_init__).
 TASKS = ("niah", "fact", "qa", "recon", "theme", "quote", "relation", "generic")
 POOL_ONLY_TASKS = ("theme", "quote", "relation", "generic")
 #: Fields that fix the shapes of what a checkpoint holds: a resumed run must keep them.
 SHAPE_FIELDS = ("base", "num_gist_tokens", "chunk_tokens", "lora_r", "lora_alpha", "lora_targets", "load_in_4bit",
-                "context_lora_layers", "context_lora_r", "context_lora_alpha")
+                "context_lora_layers", "context_lora_r", "context_lora_alpha", "prompt_format")
 RECIPES = ("episode", "pool")
 #: Genres kept for out-of-domain evaluation: no training data may come from them.
 RESERVED_GENRES = frozenset({"package-descriptions", "man-pages"})
@@ -138,6 +140,9 @@ class TrainConfig:
             own (``gist_memory.context_lora``; pool recipe: the pool keeps the KV below them and the
             hidden state at their input, and each step recomputes them for its drawn chunks, with
             gradient); 0 (the default) keeps the whole context pass the frozen base model.
+        prompt_format: how the adapter reads the question after the gists (``PROMPT_FORMATS``:
+            "chat-no-system" drops SmolLM2's 21-token default system turn, ~0.6x of each update's
+            tokens on a pass key); recorded in the adapter, inference follows it.
         context_lora_r, context_lora_alpha: that LoRA's rank and scale (on ``lora_targets``).
         context_lora_lr_scale: the context LoRA's learning rate as a multiple of ``lr`` (its own
             optimizer group; it starts at zero, so it may need a faster rate to move).
@@ -190,6 +195,7 @@ class TrainConfig:
     context_lora_r: int = 16
     context_lora_alpha: int = 32
     context_lora_lr_scale: float = 1.0
+    prompt_format: str = "chat"
 
     def pool_contents(self) -> dict:
         """What each pool chunk holds, as ``ContextPool``'s keyword arguments."""
@@ -254,26 +260,9 @@ class TrainConfig:
         for refresh in [self.pool_refresh] + [s.pool_refresh for s in stages if s.pool_refresh is not None]:
             if not 0 <= refresh <= self.pool_size:
                 raise ValueError(f"pool_refresh must be in [0, pool_size], got {refresh}")
-        if self.pool_dtype not in ("float16", "float32", "bfloat16"):
-            raise ValueError(f"pool_dtype must be float16, float32 or bfloat16, got {self.pool_dtype!r}")
-        if not 0 <= self.relation_share <= 1:
-            raise ValueError(f"relation_share must be in [0, 1], got {self.relation_share}")
-        if not 0 <= self.generic_share <= 1 - self.relation_share:
-            raise ValueError(f"generic_share must be in [0, 1 - relation_share] = [0, {1 - self.relation_share:g}], "
-                             f"got {self.generic_share}")
-        if not 0 <= self.theme_share <= 1:
-            raise ValueError(f"theme_share must be in [0, 1], got {self.theme_share}")
-        if not isinstance(self.theme_tokens, int) or self.theme_tokens < 1:
-            raise ValueError(f"theme_tokens must be a positive integer, got {self.theme_tokens!r}")
-        if self.loss_weighting not in ("token", "question"):
-            raise ValueError(f"loss_weighting must be 'token' or 'question', got {self.loss_weighting!r}")
-        for name in ("keyed_share", "recon_share"):
-            if not 0 <= getattr(self, name) <= 1:
-                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
-        if set(self.language_mix) - {"en", "ko"} or not any(w > 0 for w in self.language_mix.values()) \
-                or any(w < 0 for w in self.language_mix.values()):
-            raise ValueError(f"language_mix needs non-negative weights for 'en' and 'ko', some positive; "
-                             f"got {self.language_mix}")
+        _check_pool_contents(self)
+        if self.prompt_format not in PROMPT_FORMATS:
+            raise ValueError(f"prompt_format must be one of {PROMPT_FORMATS}, got {self.prompt_format!r}")
         if isinstance(self.context_lora_lr_scale, bool) or not isinstance(self.context_lora_lr_scale, (int, float)) \
                 or not self.context_lora_lr_scale > 0:
             raise ValueError(f"context_lora_lr_scale must be a positive number, got {self.context_lora_lr_scale!r}")
@@ -321,6 +310,30 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"{path}: unknown config keys {unknown}; valid keys are {sorted(known)}")
         return cls(**data)
+
+
+def _check_pool_contents(cfg: "TrainConfig") -> None:
+    """ValueError for a pool setting (storage, what a chunk holds, loss weighting) out of range."""
+    if cfg.pool_dtype not in ("float16", "float32", "bfloat16"):
+        raise ValueError(f"pool_dtype must be float16, float32 or bfloat16, got {cfg.pool_dtype!r}")
+    if not 0 <= cfg.relation_share <= 1:
+        raise ValueError(f"relation_share must be in [0, 1], got {cfg.relation_share}")
+    if not 0 <= cfg.generic_share <= 1 - cfg.relation_share:
+        raise ValueError(f"generic_share must be in [0, 1 - relation_share] = [0, {1 - cfg.relation_share:g}], "
+                         f"got {cfg.generic_share}")
+    if not 0 <= cfg.theme_share <= 1:
+        raise ValueError(f"theme_share must be in [0, 1], got {cfg.theme_share}")
+    if not isinstance(cfg.theme_tokens, int) or cfg.theme_tokens < 1:
+        raise ValueError(f"theme_tokens must be a positive integer, got {cfg.theme_tokens!r}")
+    if cfg.loss_weighting not in ("token", "question"):
+        raise ValueError(f"loss_weighting must be 'token' or 'question', got {cfg.loss_weighting!r}")
+    for name in ("keyed_share", "recon_share"):
+        if not 0 <= getattr(cfg, name) <= 1:
+            raise ValueError(f"{name} must be in [0, 1], got {getattr(cfg, name)}")
+    if set(cfg.language_mix) - {"en", "ko"} or not any(w > 0 for w in cfg.language_mix.values()) \
+            or any(w < 0 for w in cfg.language_mix.values()):
+        raise ValueError(f"language_mix needs non-negative weights for 'en' and 'ko', some positive; "
+                         f"got {cfg.language_mix}")
 
 
 def read_yaml(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict:

@@ -75,12 +75,13 @@ def make_sample(rng: random.Random, task: str, docs: list[SourceDocument], token
     return inner
 
 
-def to_episode(sample: Sample, tokenizer, chunk_tokens: int) -> Episode:
-    """Token ids of a sample: each chunk text is its own chunk (split again if a needle overflowed it)."""
+def to_episode(sample: Sample, tokenizer, chunk_tokens: int, prompt_format: str = "chat") -> Episode:
+    """Token ids of a sample: each chunk text is its own chunk (split again if a needle overflowed it);
+    the question written in ``prompt_format`` (``gist_memory.generate.prompt_ids``)."""
     chunks = []
     for text in sample.meta.get("chunk_texts", [sample.context]):
         chunks += split_tokens(tokenizer(text, add_special_tokens=False)["input_ids"], chunk_tokens)
-    return Episode(chunks, prompt_ids(tokenizer, sample.question), answer_ids(tokenizer, sample.answer))
+    return Episode(chunks, prompt_ids(tokenizer, sample.question, prompt_format=prompt_format), answer_ids(tokenizer, sample.answer))
 
 
 def step_samples(cfg: TrainConfig, step: int, docs: list[SourceDocument], tokenizer, stream: str = "") -> list[Sample]:

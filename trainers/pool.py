@@ -94,6 +94,7 @@ class ChunkPlan:
     keyed: bool = False
     language: str = "en"
     theme_prompt: list[int] | None = None  #: a theme question whose answer the base model gives (see build)
+    theme_asked: list[int] | None = None  #: the same question as the adapter reads it (its prompt format)
 
 
 def _draw_fact(rng: random.Random, relation_share: float, generic_share: float, open_shapes: bool = False):
@@ -109,7 +110,8 @@ def _draw_fact(rng: random.Random, relation_share: float, generic_share: float, 
 
 def plan_chunk(rng: random.Random, docs: dict[str, list[SourceDocument]], tokenizer, n_tokens: int,
                chunk_tokens: int, facts: int, language: str, keyed: bool, relation_share: float = 0.0,
-               generic_share: float = 0.0, open_shapes: bool = False, recon_share: float = 0.3) -> ChunkPlan:
+               generic_share: float = 0.0, open_shapes: bool = False, recon_share: float = 0.3,
+               prompt_format: str = "chat") -> ChunkPlan:
     """Real text of about ``n_tokens`` with needles planted: a pass key (if ``keyed``) and ``facts``
     open-vocabulary facts for English (each asked about, and, as task ``quote``, asked for its
     sentence back word for word), plus a cloze question and the text's opening on the real text.
@@ -119,7 +121,8 @@ def plan_chunk(rng: random.Random, docs: dict[str, list[SourceDocument]], tokeni
     kind (task ``fact``); at 0 and 0 no draw is spent on the choice, so plans stay those of
     recipes before them (and one draw serves both shares, so a plan with only ``relation_share``
     is the same as before ``generic_share`` existed). ``open_shapes``: see ``facts.generic_fact``.
-    ``recon_share``: the chance the chunk is also asked for its opening 24 tokens back (task ``recon``)."""
+    ``recon_share``: the chance the chunk is also asked for its opening 24 tokens back (task ``recon``).
+    Questions are written in ``prompt_format`` (``gist_memory.generate.prompt_ids``)."""
     needles, questions = [], []
     if keyed:
         key = passkey_sample(rng, "x", 0.5, "k", language=language)
@@ -144,8 +147,9 @@ def plan_chunk(rng: random.Random, docs: dict[str, list[SourceDocument]], tokeni
     for needle in needles:
         text = plant(text, needle, rng.uniform(0.05, 0.95))
     ids = tokenizer(text, add_special_tokens=False)["input_ids"][:chunk_tokens]
-    return ChunkPlan(ids, [Question(t, prompt_ids(tokenizer, q), answer_ids(tokenizer, a)) for t, q, a in questions],
-                     keyed, language)
+    asked = [Question(t, prompt_ids(tokenizer, q, prompt_format=prompt_format), answer_ids(tokenizer, a))
+             for t, q, a in questions]
+    return ChunkPlan(ids, asked, keyed, language)
 
 
 class ContextPool:
@@ -219,10 +223,13 @@ class ContextPool:
         plan = plan_chunk(rng, self.docs, self.gm.tokenizer, rng.randint(lo, hi), self.gm.gist.chunk_tokens,
                           self.facts, language, keyed=rng.random() < self.keyed_share,
                           relation_share=self.relation_share, generic_share=self.generic_share,
-                          open_shapes=self.open_shapes, recon_share=self.recon_share)
+                          open_shapes=self.open_shapes, recon_share=self.recon_share,
+                          prompt_format=self.gm.gist.prompt_format)
         themed = random.Random(f"{self.seed}-theme-{number}")  # its own stream: the draws above stay as they were
-        if themed.random() < self.theme_share:
-            plan.theme_prompt = prompt_ids(self.gm.tokenizer, themed.choice(THEME_QUESTIONS[language]))
+        if themed.random() < self.theme_share:  # the teacher (the base model) reads its own chat turn
+            question = themed.choice(THEME_QUESTIONS[language])
+            plan.theme_prompt = prompt_ids(self.gm.tokenizer, question)
+            plan.theme_asked = prompt_ids(self.gm.tokenizer, question, prompt_format=self.gm.gist.prompt_format)
         return plan
 
     @torch.no_grad()
@@ -240,7 +247,7 @@ class ContextPool:
                                        [len(plans[b].ids) for b in themed], [plans[b].theme_prompt for b in themed],
                                        self.theme_tokens)
                 for b, answer in zip(themed, answers):
-                    plans[b].questions.append(Question("theme", plans[b].theme_prompt, answer))
+                    plans[b].questions.append(Question("theme", plans[b].theme_asked, answer))
             out += [_kept(self.gm, n, p, layers, hidden, b, self.storage_dtype) for b, (n, p) in enumerate(zip(group, plans))]
         self.built_seconds += time.perf_counter() - t0
         return out

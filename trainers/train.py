@@ -18,6 +18,7 @@ import os
 import random
 import shutil
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -58,6 +59,7 @@ def build_model(cfg: TrainConfig, model: GistModel | None = None) -> GistModel:
 
             model.model = prepare_model_for_kbit_training(model.model, use_gradient_checkpointing=True)
         model.add_lora(r=cfg.lora_r, alpha=cfg.lora_alpha, target_modules=cfg.lora_targets)
+    model.gist = replace(model.gist, prompt_format=cfg.prompt_format)  # saved with the adapter, read at inference
     if cfg.context_lora_layers and model.context_lora is None:
         model.add_context_lora(cfg.context_lora_layers, cfg.context_lora_r, cfg.context_lora_alpha, cfg.lora_targets)
     return model
@@ -108,8 +110,7 @@ def check_resume(run: Path, cfg: TrainConfig) -> None:
     if not (run / "config.yaml").is_file() or not any((run / d / "trainer_state.json").is_file()
                                                       for d in ("checkpoint", "checkpoint.old")):
         return
-    before = read_yaml(run / "config.yaml")
-    now = cfg.to_dict()
+    before, now = read_yaml(run / "config.yaml"), cfg.to_dict()
     changed = [f"{k}: {before.get(k)!r} -> {now[k]!r}" for k in SHAPE_FIELDS
                if k in before and before[k] != now[k]]
     if changed:
@@ -181,7 +182,7 @@ def validate(gm: GistModel, samples, chunk_tokens: int, max_new_tokens: int = 12
     gm.eval()
     hits: dict[str, list[bool]] = {}
     for s in samples:
-        ep = to_episode(s, gm.tokenizer, chunk_tokens)
+        ep = to_episode(s, gm.tokenizer, chunk_tokens, gm.gist.prompt_format)
         cache = GistCache.concat(compress_chunks(gm, ep.chunks))
         answer = gm.generate(s.question, [cache], max_new_tokens=max_new_tokens).text
         hits.setdefault(s.task, []).append(contains_match(answer, s.answer))
@@ -326,7 +327,7 @@ def train(cfg: TrainConfig, model: GistModel | None = None, progress: bool = Tru
             extra = {"questions": len(rows), "built": built,
                      "ctx_tokens": sum(len(c.ids) for c in drawn), **stats}
         else:
-            episodes = [to_episode(s, gm.tokenizer, cfg.chunk_tokens)
+            episodes = [to_episode(s, gm.tokenizer, cfg.chunk_tokens, cfg.prompt_format)
                         for s in step_samples(cfg, step, docs, gm.tokenizer, stream)]
             batch = collate(episodes, cfg.num_gist_tokens, gm.tokenizer.pad_token_id)
             loss = loss_fn(batch)
