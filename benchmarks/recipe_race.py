@@ -61,6 +61,18 @@ def cpu_seconds_by_step(log_path: Path, threads: int) -> dict[int, float]:
     return out
 
 
+def parent_run(run: Path, earlier: tuple[str, ...] | list[str]) -> str | None:
+    """The run of ``earlier`` whose checkpoint ``run`` began from (its config's ``init_from``: the run
+    directory or a checkpoint directory inside it); None when it began from none of them."""
+    from trainers.config import read_yaml
+
+    source = str(read_yaml(run / "config.yaml").get("init_from") or "") if (run / "config.yaml").is_file() else ""
+    if not source:
+        return None
+    path = Path(source).resolve()
+    return next((e for e in earlier if Path(e).resolve() in (path, *path.parents)), None)
+
+
 def fork_step(log_path: Path) -> int:
     """The first trained step of a run's log: 0 for a run from a fresh adapter, S for one that began
     from another run's state at step S (``init_from``)."""
@@ -153,9 +165,12 @@ def _plot_from_start(curves: dict[str, list[dict]], starts: dict[str, float], fo
     _panels(series, tasks, path, f", after step {common}", f"training CPU-minutes since step {common}", 7)
 
 
-def _report(curves: dict[str, list[dict]], rows: list[dict], samples: int) -> str:
+def _report(curves: dict[str, list[dict]], rows: list[dict], samples: int, chained: dict[str, str] | None = None) -> str:
     tasks = list(dict.fromkeys(r["task"] for r in rows))
     lines = ["# Recipe race", "", f"Validation: `trainers.validation`, {samples} samples per task, the same for every run.", ""]
+    for run, parent in (chained or {}).items():
+        lines += [f"{run} continues {parent} from its checkpoint (`init_from`): its CPU-minutes count from "
+                  f"{parent}'s fresh start, so the two are one recipe timed from a fresh adapter.", ""]
     for name, curve in curves.items():
         lines += [f"## {name}", "", "| step | CPU-minutes | " + " | ".join(tasks) + " |",
                   "|---:|---:|" + "---:|" * len(tasks)]
@@ -196,7 +211,9 @@ def main(runs: tuple[str, ...] = ("runs/race-episode", "runs/race-pool", "runs/r
             (and the last one); empty or 0 scores all. Scoring costs ~1-2 min per snapshot.
         also_from_start: runs (of ``runs``) drawn in ``race-from-start.png`` from the common step of
             the runs that began from the old run's state (e.g. the old recipe re-run to that step and
-            continued); that plot is written when such runs exist.
+            continued); that plot is written when such runs exist. A run that began from one of
+            these (its ``init_from``) began from the old recipe's state; one that began from another
+            new run continues that run, and is timed from that run's fresh start.
     """
     import torch
     from tqdm.auto import tqdm
@@ -232,19 +249,28 @@ def main(runs: tuple[str, ...] = ("runs/race-episode", "runs/race-pool", "runs/r
     starts: dict[str, float] = {}
     forks: dict[str, int] = {}
     first_cpu: dict[int, float] = {}
+    run_cpu: dict[str, dict[int, float]] = {}  # each run's CPU-seconds by step, on its time axis
+    chained: dict[str, str] = {}  # a run that continues another new run (init_from): its parent
     for i, (run, snaps) in enumerate(found.items()):
         meta = json.loads((Path(run) / "run.json").read_text())
         threads = int(meta.get("num_threads", 1)) * int(meta.get("processes", 1))
         cpu = cpu_seconds_by_step(Path(run) / "log.jsonl", threads)
         began = fork_step(Path(run) / "log.jsonl")
         offset = 0.0
+        parent = parent_run(Path(run), runs[:i]) if began else None
         if i == 0:
             first_cpu = cpu
+        elif parent is not None and parent not in (runs[0], *also_from_start):  # a new recipe's own run, continued
+            if began not in run_cpu[parent]:
+                raise SystemExit(f"{run} starts at step {began}, past its parent's log ({parent})")
+            offset = run_cpu[parent][began]
+            chained[run] = parent
         elif began:  # started from the old run's state at that step: on its time axis from there
             if began not in first_cpu:
                 raise SystemExit(f"{run} starts at step {began}, past the old run's log ({runs[0]})")
             offset = first_cpu[began]
             starts[run], forks[run] = round(offset / 60, 2), began
+        run_cpu[run] = {step: offset + seconds for step, seconds in cpu.items()} if offset else cpu
         done = cached[run]
         curve = []
         steps = sorted({int(p.name.split("-")[1]): p for p in snaps}.items())
@@ -266,12 +292,12 @@ def main(runs: tuple[str, ...] = ("runs/race-episode", "runs/race-pool", "runs/r
         curves[run] = sorted(curve, key=lambda p: p["step"])
     rows = summary(curves, tuple(tasks), starts)
     record = {"samples": samples, "recipe": recipe, "tasks": list(tasks), "curves": curves, "starts": starts,
-              "summary": rows}
+              "chained": chained, "summary": rows}
     results_path.write_text(json.dumps(record, indent=2))
     _plot(curves, tuple(tasks), out_dir / "race.png")
     if starts:
         _plot_from_start(curves, starts, forks, tuple(also_from_start), tuple(tasks), out_dir / "race-from-start.png")
-    (out_dir / "report.md").write_text(_report(curves, rows, samples))
+    (out_dir / "report.md").write_text(_report(curves, rows, samples, chained))
     print(json.dumps(rows, indent=2))
     return record
 

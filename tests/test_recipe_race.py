@@ -91,3 +91,29 @@ def test_cached_scores_stand_in_for_snapshots_a_fresh_clone_does_not_have(tmp_pa
     assert record["starts"] == {runs[1]: 1.0} and record["curves"][runs[1]][0]["cpu_min"] == 2.0
     assert record["summary"][0]["new_reached_at_cpu_min"] == 2.0 and (out / "race.png").is_file()
     assert (out / "race-from-start.png").is_file()  # the runs from the common start, against time since it
+
+
+def test_a_run_continuing_a_new_recipes_run_is_timed_from_that_runs_fresh_start(tmp_path):
+    """Two new-recipe runs in a chain (the second's init_from is the first) are one recipe from a
+    fresh adapter: the second's CPU-minutes start where the first's were at the fork, not at the
+    old run's time there."""
+    logs = {"old": [{"step": s, "loss": 2.0, "s": 60.0} for s in range(4)],
+            "first": [{"step": s, "loss": 2.0, "s": 30.0} for s in range(3)],
+            "second": [{"step": 2, "loss": 2.0, "s": 6.0, "setup_s": 54.0}, {"step": 3, "loss": 2.0, "s": 60.0}]}
+    for name, rows in logs.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        (tmp_path / name / "run.json").write_text(json.dumps({"num_threads": 1}))
+    (tmp_path / "second" / "config.yaml").write_text(f"init_from: {tmp_path / 'first' / 'checkpoint-2'}\n")
+    runs = tuple(str(tmp_path / n) for n in ("old", "first", "second"))
+    point = lambda step, v: {"step": step, "cpu_min": 0.0, "scores": {"niah": v, "fact": 0.0}}  # noqa: E731
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "results.json").write_text(json.dumps({"samples": 60, "recipe": "trainers/configs/pool.yaml", "curves": {
+        runs[0]: [point(0, 0.0), point(4, 0.5)], runs[1]: [point(2, 0.1)], runs[2]: [point(3, 0.5)]}}))
+    record = race.main(runs=runs, out=str(tmp_path / "out"))
+    assert record["chained"] == {runs[2]: runs[1]} and record["starts"] == {}
+    # first's 2 steps (1.0 min), then second's rebuild and step 2 (54 + 6 s) before its step 3
+    assert record["curves"][runs[2]][0]["cpu_min"] == 2.0
+    row = next(r for r in record["summary"] if r["new_run"] == runs[2] and r["task"] == "niah")
+    assert row["time_ratio"] == 0.5 and row["start_cpu_min"] == 0.0  # against the old run's 4.0 from fresh
+    assert f"{runs[2]} continues {runs[1]}" in (tmp_path / "out" / "report.md").read_text()
