@@ -152,3 +152,16 @@ def test_a_run_saves_its_format_and_refuses_to_resume_in_another(tmp_path):
             == "chat-no-system"
     with pytest.raises(ValueError, match="prompt_format"):
         check_resume(tmp_path / "run", replace(cfg, prompt_format="chat"))
+
+
+@pytest.mark.slow
+def test_the_default_models_question_without_its_system_turn():
+    """SmolLM2's template adds a default system turn to a question: "chat-no-system" is the same
+    prompt without it (15 tokens for a pass-key question instead of 36)."""
+    from gist_memory.loading import load_base
+
+    _, tok, _ = load_base("default", torch.device("cpu"), torch.float32)
+    chat, bare = prompt_ids(tok, QUESTION), prompt_ids(tok, QUESTION, prompt_format="chat-no-system")
+    assert (len(chat), len(bare)) == (36, 15) and chat[-len(bare):] == bare
+    assert tok.decode(bare) == f"<|im_start|>user\n{QUESTION}<|im_end|>\n<|im_start|>assistant\n"
+    assert "You are a helpful AI assistant" in tok.decode(chat[:-len(bare)])
