@@ -6,8 +6,10 @@ ones. The pool recipe's time includes building its chunks' KV at the refresh rat
 (the initial pool is built once and its cost is reported apart, and amortised over a turnover).
 Reported per recipe: trained answer tokens and questions per second of step time, context tokens
 per second (tokens a step reads, through the base model or from kept KV), and, for reference, the
-base model's plain prefill rate over one 512-token chunk. A benchmark, not a test: it prints the
-conditions it ran under.
+base model's plain prefill rate over one 512-token chunk. Each recipe is then timed again on the
+same data with the question written without the chat template's system turn (the adapter's
+``prompt_format: chat-no-system``), from the same fresh start. A benchmark, not a test: it prints
+the conditions it ran under.
 
     python benchmarks/train_throughput.py --num_threads 2
 """
@@ -20,6 +22,7 @@ import platform
 import random
 import statistics
 import time
+from dataclasses import replace
 
 
 def _episode_steps(cfg, gm, optimizer, docs, steps: int) -> list[dict]:
@@ -30,7 +33,8 @@ def _episode_steps(cfg, gm, optimizer, docs, steps: int) -> list[dict]:
     for step in range(steps):
         t0 = time.perf_counter()
         late = (cfg.stages[-2].until_step if len(cfg.stages) > 1 else 0) + step  # a step of the last stage
-        episodes = [to_episode(s, gm.tokenizer, cfg.chunk_tokens) for s in step_samples(cfg, late, docs, gm.tokenizer)]
+        episodes = [to_episode(s, gm.tokenizer, cfg.chunk_tokens, gm.gist.prompt_format)
+                    for s in step_samples(cfg, late, docs, gm.tokenizer)]
         batch = collate(episodes, cfg.num_gist_tokens, gm.tokenizer.pad_token_id)
         loss = episode_loss(gm, batch)
         loss.backward()
@@ -70,6 +74,19 @@ def _summary(rows: list[dict]) -> dict:
             "ctx_tokens_per_s": sum(r["ctx_tokens"] for r in rows) / total}
 
 
+def _fresh_start(gm, init: dict, cfg):
+    """Put ``gm``'s trainable tensors back to ``init``; a new optimizer for ``cfg``."""
+    import torch
+
+    from trainers.train import make_optimizer
+
+    with torch.no_grad():
+        for k, v in gm.named_parameters():
+            if k in init:
+                v.copy_(init[k])
+    return make_optimizer(cfg, gm)
+
+
 def main(episode_recipe: str = "trainers/configs/default.yaml", pool_recipe: str = "trainers/configs/pool.yaml",
          steps: int = 6, warmup: int = 1, pool_chunks: int = 24, num_threads: int = 2,
          out: str | None = None) -> dict:
@@ -89,7 +106,7 @@ def main(episode_recipe: str = "trainers/configs/default.yaml", pool_recipe: str
     from trainers.config import TrainConfig
     from trainers.pool import ContextPool
     from trainers.data import recipe_documents, training_documents
-    from trainers.train import build_model, make_optimizer
+    from trainers.train import build_model
 
     torch.set_num_threads(num_threads)
     old = TrainConfig.from_yaml(episode_recipe)
@@ -108,37 +125,39 @@ def main(episode_recipe: str = "trainers/configs/default.yaml", pool_recipe: str
         context_kv(gm, ids)
     prefill = 2 * new.chunk_tokens / (time.perf_counter() - t0)
 
-    optimizer = make_optimizer(old, gm)
     docs = training_documents("train", seed=old.seed)
-    _episode_steps(old, gm, optimizer, docs, warmup)
-    results["episode"] = _summary(_episode_steps(old, gm, optimizer, docs, steps))
-
-    with torch.no_grad():  # the same fresh start for the pool recipe
-        for k, v in gm.named_parameters():
-            if k in init:
-                v.copy_(init[k])
-    optimizer = make_optimizer(new, gm)
     last = new.stages[-1]
     pool = ContextPool(gm, recipe_documents(new, "train"), pool_chunks, 0.0, getattr(torch, new.pool_dtype),
                        lambda s: (last.min_tokens, last.max_tokens), seed=new.seed, facts=new.facts_per_chunk,
                        language_mix=new.language_mix, keyed_share=new.keyed_share)
     pool.advance(0)
     per_chunk_s = pool.built_seconds / pool_chunks
-    _pool_steps(new, gm, optimizer, pool, warmup, per_chunk_s)
-    results["pool"] = _summary(_pool_steps(new, gm, optimizer, pool, steps, per_chunk_s))
+    for fmt, suffix in (("chat", ""), ("chat-no-system", " (no system turn)")):
+        gm.gist = replace(gm.gist, prompt_format=fmt)
+        for c in pool.chunks:  # the kept KV serves both formats; only the questions' prompts change
+            c.questions = pool.plan(c.number).questions
+        optimizer = _fresh_start(gm, init, old)
+        _episode_steps(old, gm, optimizer, docs, warmup)
+        results["episode" + suffix] = _summary(_episode_steps(old, gm, optimizer, docs, steps))
+        optimizer = _fresh_start(gm, init, new)  # the same fresh start for the pool recipe
+        _pool_steps(new, gm, optimizer, pool, warmup, per_chunk_s)
+        results["pool" + suffix] = _summary(_pool_steps(new, gm, optimizer, pool, steps, per_chunk_s))
     results["pool"]["chunk_build_s"] = per_chunk_s
     results["prefill_tokens_per_s"] = prefill
     results["conditions"] = {"date": datetime.date.today().isoformat(), "machine": platform.processor() or platform.machine(),
                              "threads": num_threads, "steps": steps, **versions()}
     ratio = {k: results["pool"][k] / results["episode"][k] for k in ("answer_tokens_per_s", "questions_per_s")}
     results["ratio"] = ratio
+    results["no_system_step_ratio"] = {r: results[f"{r} (no system turn)"]["step_s"] / results[r]["step_s"]
+                                       for r in ("episode", "pool")}
     lines = ["| recipe | step (s, median) | answer tokens / s | questions / s | context tokens / s |",
              "|---|---|---|---|---|"]
-    for name in ("episode", "pool"):
+    for name in ("episode", "pool", "episode (no system turn)", "pool (no system turn)"):
         r = results[name]
         lines.append(f"| {name} | {r['step_s']:.2f} | {r['answer_tokens_per_s']:.1f} | {r['questions_per_s']:.2f} | "
                      f"{r['ctx_tokens_per_s']:.0f} |")
     lines.append(f"| pool / episode | | {ratio['answer_tokens_per_s']:.1f}x | {ratio['questions_per_s']:.1f}x | |")
+    lines += [f"| {r}: no system turn / chat | {v:.2f}x | | | |" for r, v in results["no_system_step_ratio"].items()]
     table = "\n".join(lines)
     print(table)
     print(f"\nplain prefill of the base model: {prefill:.0f} tokens/s; a pool chunk's base pass: {per_chunk_s:.2f} s; "
