@@ -60,8 +60,10 @@ def _sample(rng: random.Random, task: str, docs: dict[str, list[SourceDocument]]
 
 
 def validation_set(gm, docs: dict[str, list[SourceDocument]], n: int, seed: int = 0,
-                   tasks: tuple[str, ...] = TASKS, progress: bool = False) -> list[ValSample]:
-    """``n`` samples per task with their chunks' context KV computed (once, here)."""
+                   tasks: tuple[str, ...] = TASKS, progress: bool = False,
+                   keep: tuple[str, ...] | None = None) -> list[ValSample]:
+    """``n`` samples per task with their chunks' context KV computed (once, here); with ``keep``,
+    only those tasks' samples, the same ones the full set holds (every task is still drawn)."""
     tasks = tuple(t for t in tasks if t != "niah_ko" or docs.get("ko"))
     rng = random.Random(f"validation-{seed}")
     chunk_tokens = gm.gist.chunk_tokens
@@ -70,7 +72,8 @@ def validation_set(gm, docs: dict[str, list[SourceDocument]], n: int, seed: int 
         for i in range(n):
             texts, q, a = _sample(rng, task, docs, gm.tokenizer, i)
             ids = [gm.tokenizer(t, add_special_tokens=False)["input_ids"][:chunk_tokens] for t in texts]
-            drafts.append((task, ids, q, a))
+            if keep is None or task in keep:
+                drafts.append((task, ids, q, a))
     kept = kept_chunks(gm, [ids for _, chunks, _, _ in drafts for ids in chunks], progress)
     out, at = [], 0
     for task, chunks, q, a in drafts:
@@ -94,23 +97,30 @@ def kept_chunks(gm, id_lists: list[list[int]], progress: bool = False) -> list[P
 
 
 @torch.no_grad()
-def validate_kept(gm, samples: list[ValSample], max_new_tokens: int = 12, batch: int = 16,
-                  answers: list[dict] | None = None) -> dict[str, float]:
-    """Exact match by task, answering from gist caches made over the kept context KV; with
-    ``answers``, every sample's task, question, expected and given answer is appended to it."""
-    was_training = gm.training
-    gm.eval()
+def sample_caches(gm, samples: list[ValSample], batch: int = 16) -> list[list]:
+    """Each sample's gist caches (one per chunk), made over its kept context KV ``batch`` chunks at a time."""
     chunks = [c for s in samples for c in s.chunks]
     caches = []
     for start in range(0, len(chunks), batch):
         group = chunks[start:start + batch]
         lengths = [len(c.ids) for c in group]
         caches += gist_caches(gm, gist_kv(gm, context_of(gm, group), lengths), lengths)
-    hits: dict[str, list[bool]] = {}
-    at = 0
+    out, at = [], 0
     for s in samples:
-        mine = caches[at:at + len(s.chunks)]
+        out.append(caches[at:at + len(s.chunks)])
         at += len(s.chunks)
+    return out
+
+
+@torch.no_grad()
+def validate_kept(gm, samples: list[ValSample], max_new_tokens: int = 12, batch: int = 16,
+                  answers: list[dict] | None = None) -> dict[str, float]:
+    """Exact match by task, answering from gist caches made over the kept context KV; with
+    ``answers``, every sample's task, question, expected and given answer is appended to it."""
+    was_training = gm.training
+    gm.eval()
+    hits: dict[str, list[bool]] = {}
+    for s, mine in zip(samples, sample_caches(gm, samples, batch)):
         answer = gm.generate(s.question, mine, max_new_tokens=max_new_tokens).text
         hits.setdefault(s.task, []).append(contains_match(answer, s.answer))
         if answers is not None:
