@@ -75,3 +75,22 @@ def test_validation_set_keep_gives_the_full_sets_samples():
     assert len(want) == 2 and len(full) == 6
     assert [(s.question, s.answer, [c.ids for c in s.chunks]) for s in kept] == \
            [(s.question, s.answer, [c.ids for c in s.chunks]) for s in want]
+
+
+def test_generic_facts_are_planted_as_the_pool_plants_them():
+    """validation's fact_generic task (readout only): a drawn generic fact in validation text, its
+    value in the chunk; appended after the trainer's tasks, it leaves their samples as they were."""
+    from trainers.validation import TASKS
+
+    gm = tiny_gist_model(chunk_tokens=600)  # texts are 256-480 tokens: none cut
+    words = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu".split()
+    text = "\n\n".join(" ".join(random.Random(i).choice(words) for _ in range(400)) for i in range(3))
+    docs = {"en": [SourceDocument(f"d{i}", "t", text, "en", f"s:{i}") for i in range(3)], "ko": []}
+    alone = validation_set(gm, docs, 2, tasks=TASKS)
+    both = validation_set(gm, docs, 2, tasks=TASKS + ("fact_generic",))
+    assert [(s.task, s.answer) for s in both[:len(alone)]] == [(s.task, s.answer) for s in alone]
+    generic = [s for s in both if s.task == "fact_generic"]
+    assert len(generic) == 2
+    for s in generic:
+        held = "".join(gm.tokenizer.decode(c.ids) for c in s.chunks)
+        assert s.answer in held and s.answer not in s.question

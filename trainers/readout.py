@@ -38,8 +38,9 @@ def token_class(piece: str, is_end: bool) -> str:
 
 @torch.no_grad()
 def read_answer(gm, caches, question: str, answer: str) -> list[dict]:
-    """Per answer token (its end-of-turn token last): its class, the probability the adapter gives it
-    after the right tokens before it, and whether it is the adapter's first choice there."""
+    """Per answer token (its end-of-turn token last): its text and class, the probability the adapter
+    gives it after the right tokens before it, whether it is the adapter's first choice there, and
+    the first choice's text."""
     prompt = prompt_ids(gm.tokenizer, question, prompt_format=gm.gist.prompt_format)
     target = answer_ids(gm.tokenizer, answer)
     logits, _, _ = forward_on_cache(gm, merge_caches(gm, caches), prompt + target[:-1])
@@ -48,8 +49,12 @@ def read_answer(gm, caches, question: str, answer: str) -> list[dict]:
     p = logp.gather(-1, want[:, None]).squeeze(-1).exp()
     top = logp.argmax(-1) == want
     end = gm.tokenizer.eos_token_id
-    return [{"class": token_class(gm.tokenizer.decode([t]), t == end and i == len(target) - 1),
-             "p": round(p[i].item(), 4), "top": bool(top[i])} for i, t in enumerate(target)]
+    out = []
+    for i, t in enumerate(target):
+        piece, is_end = gm.tokenizer.decode([t]), t == end and i == len(target) - 1
+        out.append({"piece": piece, "class": token_class(piece, is_end), "p": round(p[i].item(), 4),
+                    "top": bool(top[i]), "chosen": gm.tokenizer.decode([int(logp[i].argmax())])})
+    return out
 
 
 def _mean(values: list[float]) -> float | None:
@@ -108,7 +113,8 @@ def main(adapter: str = "default", recipe: str = "trainers/configs/pool.yaml", s
         adapter: 'default', 'none' or an adapter directory (a run's ``adapter/`` or ``checkpoint/``).
         recipe: the training config whose seed, collections and languages define the validation set.
         samples: samples per task (60, as the trainer's validation, gives the same samples).
-        tasks: which validation tasks to read out.
+        tasks: which validation tasks to read out (``trainers.validation``; ``fact_generic`` too: facts
+            of drawn relations and shapes, as the pool plants them).
         num_threads: torch CPU threads (1 leaves a core to a training run beside it).
         out: also write the summary as JSON here.
         records_out: write every sample's per-token read-out here (JSON lines).
@@ -117,14 +123,15 @@ def main(adapter: str = "default", recipe: str = "trainers/configs/pool.yaml", s
 
     from .config import TrainConfig
     from .data import recipe_documents
-    from .validation import validation_set, write_answers
+    from .validation import TASKS, validation_set, write_answers
 
     torch.set_num_threads(num_threads)
     cfg = TrainConfig.from_yaml(recipe)
     gm = GistModel.from_pretrained(cfg.base, adapter=adapter, num_gist_tokens=cfg.num_gist_tokens,
                                    chunk_tokens=cfg.chunk_tokens)
+    extra = tuple(t for t in tasks if t not in TASKS)  # drawn after the trainer's tasks: theirs stay the same
     val = validation_set(gm, recipe_documents(cfg, "validation"), samples, seed=cfg.seed, progress=True,
-                         keep=tuple(tasks))
+                         tasks=TASKS + extra, keep=tuple(tasks))
     records: list[dict] = []
     result = read_out(gm, val, records)
     if records_out:

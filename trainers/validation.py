@@ -8,7 +8,9 @@ the needle in one chunk at a depth of 10-90%):
 - ``fact_new_kind``: a fact of a kind the trainer never plants (``facts.HELD_OUT_KINDS``);
 - ``fact_rel``: a fact of the evaluation's relations (``tasks.fact_sample``: birthplace, colour,
   location, day, count, job) in its held-out phrasings, as the test split asks them (last in the
-  list, so the samples of the tasks before it are those of runs made before it existed).
+  list, so the samples of the tasks before it are those of runs made before it existed);
+- ``fact_generic`` (never scored in training; ``trainers.readout`` asks for it): a fact of a drawn
+  relation and value shape, as the pool plants them (``facts.generic_fact``), on validation text.
 
 The frozen base's context KV of every chunk is computed once and kept (fp16, as in the pool);
 each validation then runs what compression runs after that pass (``compress.gist_kv``) and
@@ -25,9 +27,9 @@ import torch
 
 from gist_memory.compress import gist_caches, gist_kv
 from gist_memory.data.corpus import SourceDocument
-from gist_memory.data.facts import open_fact_sample
+from gist_memory.data.facts import generic_fact, open_fact_sample
 from gist_memory.data.scoring import contains_match
-from gist_memory.data.tasks import fact_sample, passkey_sample
+from gist_memory.data.tasks import fact_sample, passkey_sample, plant
 
 from .data import sample_text
 from .pool import ChunkPlan, PoolChunk, chunks_kv
@@ -53,6 +55,10 @@ def _sample(rng: random.Random, task: str, docs: dict[str, list[SourceDocument]]
         s = passkey_sample(rng, texts[target], depth, f"val-{i}", language=language)
     elif task == "fact_rel":
         s = fact_sample(rng, texts[target], depth, f"val-{i}", held_out=True)
+    elif task == "fact_generic":  # a fact of a drawn relation and shape, as the pool plants them (not scored in training)
+        fact = generic_fact(rng, open_shapes=True)
+        texts[target] = plant(texts[target], fact.needle, depth)
+        return texts, fact.question, fact.answer
     else:
         s = open_fact_sample(rng, texts[target], depth, f"val-{i}", held_out_kind=task == "fact_new_kind")
     texts[target] = s.context
