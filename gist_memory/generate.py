@@ -7,6 +7,7 @@ The question goes through the model's chat template (in the adapter's ``prompt_f
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Iterator
@@ -171,6 +172,21 @@ def _sample(logits: torch.Tensor, temperature: float, generator) -> int:
     return int(torch.multinomial(probs, 1, generator=generator))
 
 
+def contrastive_scores(own: torch.Tensor, prior: torch.Tensor, contrast: float, plausible: float = 0.1) -> torch.Tensor:
+    """Next-token scores that favour what the gists add over what the question alone predicts.
+
+    ``own`` and ``prior`` are the adapter's logits after the same tokens with and without the gist
+    caches. The score is ``log p_own + contrast * (log p_own - log p_prior)`` (context-aware
+    decoding, Shi et al., arXiv 2305.14739), over the tokens whose ``p_own`` is at least
+    ``plausible`` times the likeliest one's (every other token is ruled out, as in contrastive
+    decoding, Li et al., arXiv 2210.15097, so a token the gists barely allow never wins on the
+    ratio alone).
+    """
+    own = own.float().log_softmax(-1)
+    score = own + contrast * (own - prior.float().log_softmax(-1))
+    return score.masked_fill(own < own.max() + math.log(plausible), float("-inf"))
+
+
 def _shown(full: str, stop: list[str]) -> str:
     """The part of the decoded answer that is safe to show before the answer ends.
 
@@ -184,13 +200,16 @@ def _shown(full: str, stop: list[str]) -> str:
 
 @torch.no_grad()
 def _decode(gm, ids: list[int], cache: GistCache | None, max_new_tokens: int, temperature: float,
-            stop: list[str], seed: int, sink: TokenStream) -> Iterator[str]:
+            stop: list[str], seed: int, sink: TokenStream, contrast: float = 0.0) -> Iterator[str]:
     t0 = time.perf_counter()
     generator = torch.Generator(device="cpu").manual_seed(seed)
     stops, out, full, text, ttft, hit = stop_token_ids(gm), [], "", "", 0.0, []
     logits, past, pos = forward_on_cache(gm, cache, ids)
+    if contrast:  # the same question and answer so far without the gists: what the question alone predicts
+        prior, prior_past, prior_pos = forward_on_cache(gm, None, ids)
     for step in range(max_new_tokens):
-        token = _sample(logits[0, -1].cpu(), temperature, generator)
+        scores = logits[0, -1] if not contrast else contrastive_scores(logits[0, -1], prior[0, -1], contrast)
+        token = _sample(scores.cpu(), temperature, generator)
         if step == 0:
             ttft = time.perf_counter() - t0
         if token in stops:
@@ -208,6 +227,8 @@ def _decode(gm, ids: list[int], cache: GistCache | None, max_new_tokens: int, te
         if step == max_new_tokens - 1:
             break
         logits, past, pos = forward_on_cache(gm, None, [token], past=past, start=pos)
+        if contrast:
+            prior, prior_past, prior_pos = forward_on_cache(gm, None, [token], past=prior_past, start=prior_pos)
     # The answer is over: a tail held back for a stop string that never came is shown now. Text
     # before a stop string is complete; elsewhere a trailing unfinished character is dropped.
     final = full if hit else _shown(full, [])
@@ -229,7 +250,7 @@ def _without_adapter(gm, pieces: Iterator[str]) -> Iterator[str]:
 
 def generate(gm, question: str, caches=None, max_new_tokens: int = 64, stream: bool = False,
              context: str | None = None, temperature: float = 0.0, stop: list[str] | None = None,
-             seed: int = 0) -> Generation | TokenStream:
+             seed: int = 0, contrast: float = 0.0) -> Generation | TokenStream:
     """Answer ``question`` from gist caches (and, for rag/full baselines, a context text).
 
     With caches the adapter reads them; without, the base model answers with the adapter off.
@@ -243,17 +264,25 @@ def generate(gm, question: str, caches=None, max_new_tokens: int = 64, stream: b
         temperature: 0 for greedy decoding, else sampling at that temperature.
         stop: strings that end the answer (not included in it).
         seed: sampling seed.
+        contrast: 0 reads the gists plainly; above 0, each token is chosen by how much more likely
+            the gists make it than the question alone does (:func:`contrastive_scores`), which
+            counters an answer prior learned in training (a time's "10:15" where the text said
+            "40-11-32"). Costs a second, gist-free pass over the question and answer. Used only
+            with caches (without them there are no gists to contrast).
     """
     if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
         raise InputError(f"max_new_tokens must be an integer of at least 1, got {max_new_tokens!r}")
     if not isinstance(temperature, (int, float)) or temperature < 0:
         raise InputError(f"temperature must be a number >= 0 (0 decodes greedily), got {temperature!r}")
+    if isinstance(contrast, bool) or not isinstance(contrast, (int, float)) or not 0 <= contrast <= 10:
+        raise InputError(f"contrast must be a number from 0 (plain reading) to 10, got {contrast!r}")
     cache = merge_caches(gm, caches)
     # the adapter reads questions as it was trained to; the base model (no caches) its own chat turn
     ids = prompt_ids(gm.tokenizer, question, context, gm.gist.prompt_format if cache is not None else "chat")
     check_window(gm, cache, ids, max_new_tokens)
     sink = TokenStream(iter(()))
-    sink._pieces = _decode(gm, ids, cache, max_new_tokens, temperature, list(stop or []), seed, sink)
+    sink._pieces = _decode(gm, ids, cache, max_new_tokens, temperature, list(stop or []), seed, sink,
+                           contrast if cache is not None else 0.0)
     if cache is None:
         sink._pieces = _without_adapter(gm, sink._pieces)
     if stream:

@@ -102,3 +102,49 @@ def test_text_baselines_are_read_by_the_base_model_and_caches_by_the_adapter(gm,
         with gm.base_mode():
             base_logits = forward_on_cache(gm, cache, ids)[0]
     assert (adapter_logits - base_logits).abs().max() > 1e-3  # the adapter is on for gist answers
+
+
+def test_contrastive_scores_favour_what_the_gists_add_among_plausible_tokens():
+    import math
+
+    import torch
+
+    from gist_memory.generate import contrastive_scores
+
+    own = torch.log(torch.tensor([0.5, 0.1, 0.005, 0.395]))
+    prior = torch.log(torch.tensor([0.6, 0.02, 0.00001, 0.37999]))
+    assert int(contrastive_scores(own, prior, 0.0).argmax()) == 0  # no contrast: the plain first choice
+    scores = contrastive_scores(own, prior, 1.0)
+    assert int(scores.argmax()) == 1  # 5x more likely with the gists than without
+    assert scores[2] == -math.inf  # 500x more likely, but under a tenth of the first choice: never chosen
+    assert torch.allclose(scores[1], 2 * own[1] - prior[1])
+
+
+def test_contrast_decodes_by_the_gists_against_the_question_alone(gm, cache):
+    """Every token is the argmax of contrastive_scores over two streams that both follow the answer
+    so far: one on the gists, one on the question alone (adapter on, no gists)."""
+    from gist_memory.generate import contrastive_scores, forward_on_cache, prompt_ids
+
+    differs = []
+    for question in ("What jumps?", "Who is lazy?", "Say it again.", "What colour is the fox?", "Why?"):
+        plain = gm.generate(question, [cache], max_new_tokens=4, temperature=0)
+        assert gm.generate(question, [cache], max_new_tokens=4, contrast=0).token_ids == plain.token_ids
+        got = gm.generate(question, [cache], max_new_tokens=4, contrast=5.0).token_ids
+        ids = prompt_ids(gm.tokenizer, question, prompt_format=gm.gist.prompt_format)
+        want = []
+        for _ in range(len(got)):
+            own = forward_on_cache(gm, cache, ids + want)[0][0, -1]
+            prior = forward_on_cache(gm, None, ids + want)[0][0, -1]
+            want.append(int(contrastive_scores(own, prior, 5.0).argmax()))
+        assert got == want
+        differs.append(got != plain.token_ids)
+    assert any(differs)  # the prior stream changes some answer: it is read
+    # without caches there are no gists to contrast: the base model's plain answer
+    assert gm.generate("What jumps?", max_new_tokens=4, contrast=2.0).token_ids == \
+        gm.generate("What jumps?", max_new_tokens=4).token_ids
+
+
+@pytest.mark.parametrize("contrast", [-1, 11, "1", True, float("nan")])
+def test_bad_contrast_is_refused(gm, cache, contrast):
+    with pytest.raises(InputError, match="contrast"):
+        gm.generate("What jumps?", [cache], contrast=contrast)

@@ -120,14 +120,14 @@ def sample_caches(gm, samples: list[ValSample], batch: int = 16) -> list[list]:
 
 @torch.no_grad()
 def validate_kept(gm, samples: list[ValSample], max_new_tokens: int = 12, batch: int = 16,
-                  answers: list[dict] | None = None) -> dict[str, float]:
+                  answers: list[dict] | None = None, contrast: float = 0.0) -> dict[str, float]:
     """Exact match by task, answering from gist caches made over the kept context KV; with
     ``answers``, every sample's task, question, expected and given answer is appended to it."""
     was_training = gm.training
     gm.eval()
     hits: dict[str, list[bool]] = {}
     for s, mine in zip(samples, sample_caches(gm, samples, batch)):
-        answer = gm.generate(s.question, mine, max_new_tokens=max_new_tokens).text
+        answer = gm.generate(s.question, mine, max_new_tokens=max_new_tokens, contrast=contrast).text
         hits.setdefault(s.task, []).append(contains_match(answer, s.answer))
         if answers is not None:
             answers.append({"task": s.task, "question": s.question, "expected": s.answer, "answer": answer,
@@ -145,10 +145,11 @@ def write_answers(path, answers: list[dict]) -> None:
         fh.writelines(json.dumps(a) + "\n" for a in answers)
 
 
-def score_samples(gm, samples: list[ValSample], answers_out: str | None = None) -> dict[str, float]:
+def score_samples(gm, samples: list[ValSample], answers_out: str | None = None,
+                  contrast: float = 0.0) -> dict[str, float]:
     """``validate_kept`` for a command line: the scores, and every answer written to ``answers_out``."""
     given: list[dict] = []
-    scores = validate_kept(gm, samples, answers=given)
+    scores = validate_kept(gm, samples, answers=given, contrast=contrast)
     if answers_out:
         write_answers(answers_out, given)
     return scores
@@ -185,7 +186,8 @@ def answer_losses(gm, pool, numbers: list[int]) -> dict[str, float]:
 
 def main(adapter: str = "default", recipe: str = "trainers/configs/pool.yaml", samples: int = 60,
          num_threads: int = 2, out: str | None = None, seen_vs_fresh_at: int | None = None,
-         chunks: int = 24, refresh: float | None = None, answers_out: str | None = None) -> dict:
+         chunks: int = 24, refresh: float | None = None, answers_out: str | None = None,
+         contrast: tuple[float, ...] = (0.0,)) -> dict:
     """Score an adapter on the trainer's validation set (the same samples a run of ``recipe`` logs).
 
     With ``seen_vs_fresh_at`` it instead compares the answer loss on ``chunks`` chunks from the
@@ -203,7 +205,10 @@ def main(adapter: str = "default", recipe: str = "trainers/configs/pool.yaml", s
         chunks: chunks on each side of that comparison.
         refresh: the pool_refresh the run had up to that step, when the config has changed since.
         answers_out: write every validation sample's question, expected and given answer here
-            (JSON lines), to see how the misses miss.
+            (JSON lines), to see how the misses miss; with several ``contrast`` values, one file
+            each, named ``<answers_out stem>-contrast<value>.jsonl``.
+        contrast: decode with this contrast (``gist_memory.generate.contrastive_scores``; 0: plain
+            greedy reading); several values score the same samples once each, side by side.
     """
     from gist_memory.model import GistModel
 
@@ -230,7 +235,14 @@ def main(adapter: str = "default", recipe: str = "trainers/configs/pool.yaml", s
                   "fresh": answer_losses(gm, fresh, list(range(10 ** 7, 10 ** 7 + chunks)))}
     else:
         val = validation_set(gm, recipe_documents(cfg, "validation"), samples, seed=cfg.seed, progress=True)
-        scores = score_samples(gm, val, answers_out)
+        from pathlib import Path
+
+        def named(c):  # where contrast c's answers go
+            return answers_out if not answers_out or len(contrast) == 1 else str(
+                Path(answers_out).with_name(f"{Path(answers_out).stem}-contrast{c:g}.jsonl"))
+
+        by_contrast = {f"{c:g}": score_samples(gm, val, named(c), contrast=c) for c in contrast}
+        scores = by_contrast.popitem()[1] if len(by_contrast) == 1 else by_contrast
     emit({"adapter": gm.adapter_identity, "recipe": recipe, "samples_per_task": samples, "val": scores}, out)
     return scores
 
