@@ -13,7 +13,7 @@ from gist_memory.generate import answer_ids, forward_on_cache, prompt_ids
 from tiny import tiny_gist_model
 from gist_memory.generate import stop_token_ids
 from trainers.pool import ChunkPlan, Question, Row, chunks_kv, draw_rows
-from trainers.pool_forward import answer_rows, base_answers, pool_loss, post_logits, stack_context
+from trainers.pool_forward import answer_rows, base_answers, context_of, pool_loss, post_logits, stack_context
 
 TOL = 1e-4
 
@@ -117,6 +117,32 @@ def test_question_weighting_counts_every_question_once():
     assert stats["tasks"] == {"fact": 4} and stats["task_loss"]["fact"] == pytest.approx(by_token, rel=1e-4)
     with pytest.raises(ValueError, match="weighting"):
         pool_loss(gm, drawn, rows, "answer")
+
+
+def test_focal_loss_weighs_each_token_by_how_badly_it_is_read():
+    """focal_gamma weighs every answer token's cross-entropy by (1 - p)^gamma (p detached), within
+    either weighting; 0 is the plain loss, and the task log stays the plain cross-entropy."""
+    gm = tiny_gist_model()
+    drawn = chunks_kv(gm, plans_for(gm, [20, 48, 7]))
+    rows = draw_rows(random.Random(0), drawn, max_chunks=3, questions_per_chunk=1)
+    lengths = [len(c.ids) for c in drawn]
+    with torch.no_grad():
+        logits, targets, _ = post_logits(gm, gist_kv(gm, context_of(gm, drawn), lengths),
+                                         lengths, rows)
+        ce = torch.nn.functional.cross_entropy(logits.float(), targets, reduction="none")
+        want = (ce * (1 - torch.exp(-ce)) ** 2).mean().item()
+        plain_stats, focal_stats = {}, {}
+        assert pool_loss(gm, drawn, rows, "token", plain_stats)[0].item() == pytest.approx(ce.mean().item(), rel=1e-5)
+        assert pool_loss(gm, drawn, rows, "token", focal_stats, focal_gamma=2.0)[0].item() == pytest.approx(want, rel=1e-5)
+        assert pool_loss(gm, drawn, rows, "token", focal_gamma=0.0)[0].item() == pytest.approx(ce.mean().item(), rel=1e-5)
+        assert focal_stats["task_loss"] == plain_stats["task_loss"]
+        one = pool_loss(gm, drawn, rows[:1], "question", focal_gamma=2.0)[0].item()
+        n = len(rows[0].question.answer)
+        assert one == pytest.approx((ce[:n] * (1 - torch.exp(-ce[:n])) ** 2).mean().item(), rel=1e-5)
+    gm.train()
+    loss, _ = pool_loss(gm, drawn, rows, "question", focal_gamma=2.0)
+    loss.backward()  # the weight is a constant: the gradient flows through the cross-entropy only
+    assert gm.gist_embeddings.grad is not None and gm.gist_embeddings.grad.abs().sum() > 0
 
 
 def test_passkey_distractors_hold_no_pass_key():

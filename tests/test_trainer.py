@@ -30,6 +30,9 @@ def test_bad_config_names_the_field(tmp_path):
         TrainConfig(num_gist_tokens=0)
     with pytest.raises(ValueError, match="max_tokens exceeds chunk_tokens"):
         TrainConfig(chunk_tokens=64, stages=(Stage(10, 8, 128),))
+    for gamma in (-1, 6, True, "2"):
+        with pytest.raises(ValueError, match="focal_gamma"):
+            TrainConfig(focal_gamma=gamma)
     bad = tmp_path / "bad.yaml"
     bad.write_text("num_gist_tokns: 8\n")
     with pytest.raises(ValueError, match="unknown config keys"):

@@ -136,6 +136,9 @@ class TrainConfig:
         theme_tokens: the longest base-model answer kept as a theme target.
         loss_weighting: pool recipe: 'token' (mean over all answer tokens: long answers weigh
             more) or 'question' (mean within each question, then over questions).
+        focal_gamma: pool recipe: weigh each answer token's loss by (1 - p) ** focal_gamma, p the
+            adapter's probability of it (``pool_forward.pool_loss``); 0 (the default): plain
+            cross-entropy.
         context_lora_layers: the top decoder layers that read the context through a LoRA of their
             own (``gist_memory.context_lora``; pool recipe: the pool keeps the KV below them and the
             hidden state at their input, and each step recomputes them for its drawn chunks, with
@@ -190,6 +193,7 @@ class TrainConfig:
     generic_share: float = 0.0
     open_shapes: bool = False
     loss_weighting: str = "token"
+    focal_gamma: float = 0.0
     init_from: str = ""
     context_lora_layers: int = 0
     context_lora_r: int = 16
@@ -327,6 +331,8 @@ def _check_pool_contents(cfg: "TrainConfig") -> None:
         raise ValueError(f"theme_tokens must be a positive integer, got {cfg.theme_tokens!r}")
     if cfg.loss_weighting not in ("token", "question"):
         raise ValueError(f"loss_weighting must be 'token' or 'question', got {cfg.loss_weighting!r}")
+    if isinstance(cfg.focal_gamma, bool) or not isinstance(cfg.focal_gamma, (int, float)) or not 0 <= cfg.focal_gamma <= 5:
+        raise ValueError(f"focal_gamma must be a number in [0, 5], got {cfg.focal_gamma!r}")
     for name in ("keyed_share", "recon_share"):
         if not 0 <= getattr(cfg, name) <= 1:
             raise ValueError(f"{name} must be in [0, 1], got {getattr(cfg, name)}")

@@ -188,35 +188,39 @@ def answer_rows(rows: list[Row]) -> torch.Tensor:
 class PoolLoss(torch.nn.Module):
     """:func:`pool_loss` as a module, so ``accelerate`` (DDP) can wrap it and sync gradients."""
 
-    def __init__(self, gm, weighting: str = "token"):
+    def __init__(self, gm, weighting: str = "token", focal_gamma: float = 0.0):
         super().__init__()
-        self.gm, self.weighting = gm, weighting
+        self.gm, self.weighting, self.focal_gamma = gm, weighting, focal_gamma
 
     def forward(self, drawn: list[PoolChunk], rows: list[Row], stats: dict | None = None) -> tuple[torch.Tensor, int]:
-        return pool_loss(self.gm, drawn, rows, self.weighting, stats)
+        return pool_loss(self.gm, drawn, rows, self.weighting, stats, self.focal_gamma)
 
 
 def pool_loss(gm, drawn: list[PoolChunk], rows: list[Row], weighting: str = "token",
-              stats: dict | None = None) -> tuple[torch.Tensor, int]:
+              stats: dict | None = None, focal_gamma: float = 0.0) -> tuple[torch.Tensor, int]:
     """Cross-entropy over the answer tokens of ``rows``; returns (loss, answer tokens).
 
     ``weighting="token"`` averages over all answer tokens, so a 40-token theme answer weighs as
     much as eight 5-digit pass keys; ``"question"`` averages within each question, then over the
     questions (every question counts once, as in the episode recipe's batch of one). With
     ``stats``, ``stats["task_loss"]`` gets each task's mean token loss and ``stats["tasks"]`` its
-    number of questions (what the draw really held, for the log).
+    number of questions (what the draw really held, for the log), both of the plain cross-entropy.
+    ``focal_gamma`` > 0 weighs each token's loss by ``(1 - p) ** focal_gamma``, ``p`` the (detached)
+    probability the adapter gives it (focal loss, Lin et al., arXiv 1708.02002): tokens it already
+    reads count less, those it misses (a value's separator, the token after its first group) more.
     """
     lengths = [len(c.ids) for c in drawn]
     gists = gist_kv(gm, context_of(gm, drawn), lengths)
     logits, targets, _ = post_logits(gm, gists, lengths, rows)
     per_token = torch.nn.functional.cross_entropy(logits.float(), targets.to(logits.device), reduction="none")
+    weighted = per_token * (1 - torch.exp(-per_token.detach())) ** focal_gamma if focal_gamma else per_token
     of_row = answer_rows(rows).to(per_token.device)
     if weighting == "question":
-        sums = per_token.new_zeros(len(rows)).index_add(0, of_row, per_token)
+        sums = per_token.new_zeros(len(rows)).index_add(0, of_row, weighted)
         counts = torch.bincount(of_row, minlength=len(rows)).clamp(min=1)
         loss = (sums / counts).mean()
     elif weighting == "token":
-        loss = per_token.mean()
+        loss = weighted.mean()
     else:
         raise ValueError(f"weighting must be 'token' or 'question', got {weighting!r}")
     if stats is not None:
