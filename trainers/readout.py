@@ -47,13 +47,13 @@ def read_answer(gm, caches, question: str, answer: str) -> list[dict]:
     logp = logits[0, len(prompt) - 1:].float().log_softmax(-1)
     want = torch.as_tensor(target, device=logp.device)
     p = logp.gather(-1, want[:, None]).squeeze(-1).exp()
-    top = logp.argmax(-1) == want
+    chosen = logp.argmax(-1)
     end = gm.tokenizer.eos_token_id
     out = []
     for i, t in enumerate(target):
         piece, is_end = gm.tokenizer.decode([t]), t == end and i == len(target) - 1
         out.append({"piece": piece, "class": token_class(piece, is_end), "p": round(p[i].item(), 4),
-                    "top": bool(top[i]), "chosen": gm.tokenizer.decode([int(logp[i].argmax())])})
+                    "top": int(chosen[i]) == t, "chosen": gm.tokenizer.decode([int(chosen[i])])})
     return out
 
 

@@ -76,9 +76,9 @@ def validation_set(gm, docs: dict[str, list[SourceDocument]], n: int, seed: int 
     drafts = []
     for task in tasks:
         for i in range(n):
-            texts, q, a = _sample(rng, task, docs, gm.tokenizer, i)
-            ids = [gm.tokenizer(t, add_special_tokens=False)["input_ids"][:chunk_tokens] for t in texts]
+            texts, q, a = _sample(rng, task, docs, gm.tokenizer, i)  # drawn for every task: the rng moves on
             if keep is None or task in keep:
+                ids = [gm.tokenizer(t, add_special_tokens=False)["input_ids"][:chunk_tokens] for t in texts]
                 drafts.append((task, ids, q, a))
     kept = kept_chunks(gm, [ids for _, chunks, _, _ in drafts for ids in chunks], progress)
     out, at = [], 0
