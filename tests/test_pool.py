@@ -115,6 +115,11 @@ def test_question_weighting_counts_every_question_once():
     assert by_token == pytest.approx(sum(a * k for a, k in zip(alone, n)) / sum(n), rel=1e-5)
     assert len(set(n)) > 1 and by_question != pytest.approx(by_token, rel=1e-4)  # the two differ here
     assert stats["tasks"] == {"fact": 4} and stats["task_loss"]["fact"] == pytest.approx(by_token, rel=1e-4)
+    with torch.no_grad():  # 'capped': a question weighs min(its tokens, cap); 1 is 'question', a big cap 'token'
+        capped = {c: pool_loss(gm, drawn, rows, "capped", token_cap=c)[0].item() for c in (1, 2, 100)}
+    w = [min(k, 2) for k in n]
+    assert capped[1] == pytest.approx(by_question, rel=1e-5) and capped[100] == pytest.approx(by_token, rel=1e-5)
+    assert capped[2] == pytest.approx(sum(a * k for a, k in zip(alone, w)) / sum(w), rel=1e-5)
     with pytest.raises(ValueError, match="weighting"):
         pool_loss(gm, drawn, rows, "answer")
 

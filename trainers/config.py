@@ -135,7 +135,9 @@ class TrainConfig:
             episode is its chunk alone.
         theme_tokens: the longest base-model answer kept as a theme target.
         loss_weighting: pool recipe: 'token' (mean over all answer tokens: long answers weigh
-            more) or 'question' (mean within each question, then over questions).
+            more), 'question' (mean within each question, then over questions) or 'capped' (a
+            question weighs as many tokens as it has, up to ``loss_token_cap``).
+        loss_token_cap: the most tokens one question weighs under ``loss_weighting: capped``.
         focal_gamma: pool recipe: weigh each answer token's loss by (1 - p) ** focal_gamma, p the
             adapter's probability of it (``pool_forward.pool_loss``); 0 (the default): plain
             cross-entropy.
@@ -194,6 +196,7 @@ class TrainConfig:
     open_shapes: bool = False
     loss_weighting: str = "token"
     focal_gamma: float = 0.0
+    loss_token_cap: int = 8
     init_from: str = ""
     context_lora_layers: int = 0
     context_lora_r: int = 16
@@ -224,7 +227,7 @@ class TrainConfig:
                 hint = " (YAML reads 1e-3 as text: write 1.0e-3 or 0.001)" if isinstance(value, str) else ""
                 raise ValueError(f"{name} must be a number, got {value!r}{hint}")
         positive = ("num_gist_tokens", "chunk_tokens", "lora_r", "lora_alpha", "steps", "batch_size",
-                    "eval_every", "save_every", "context_lora_r", "context_lora_alpha")
+                    "eval_every", "save_every", "context_lora_r", "context_lora_alpha", "loss_token_cap")
         for name in positive:
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
@@ -329,8 +332,8 @@ def _check_pool_contents(cfg: "TrainConfig") -> None:
         raise ValueError(f"theme_share must be in [0, 1], got {cfg.theme_share}")
     if not isinstance(cfg.theme_tokens, int) or cfg.theme_tokens < 1:
         raise ValueError(f"theme_tokens must be a positive integer, got {cfg.theme_tokens!r}")
-    if cfg.loss_weighting not in ("token", "question"):
-        raise ValueError(f"loss_weighting must be 'token' or 'question', got {cfg.loss_weighting!r}")
+    if cfg.loss_weighting not in ("token", "question", "capped"):
+        raise ValueError(f"loss_weighting must be 'token', 'question' or 'capped', got {cfg.loss_weighting!r}")
     if isinstance(cfg.focal_gamma, bool) or not isinstance(cfg.focal_gamma, (int, float)) or not 0 <= cfg.focal_gamma <= 5:
         raise ValueError(f"focal_gamma must be a number in [0, 5], got {cfg.focal_gamma!r}")
     for name in ("keyed_share", "recon_share"):

@@ -188,21 +188,23 @@ def answer_rows(rows: list[Row]) -> torch.Tensor:
 class PoolLoss(torch.nn.Module):
     """:func:`pool_loss` as a module, so ``accelerate`` (DDP) can wrap it and sync gradients."""
 
-    def __init__(self, gm, weighting: str = "token", focal_gamma: float = 0.0):
+    def __init__(self, gm, weighting: str = "token", focal_gamma: float = 0.0, token_cap: int = 8):
         super().__init__()
-        self.gm, self.weighting, self.focal_gamma = gm, weighting, focal_gamma
+        self.gm, self.weighting, self.focal_gamma, self.token_cap = gm, weighting, focal_gamma, token_cap
 
     def forward(self, drawn: list[PoolChunk], rows: list[Row], stats: dict | None = None) -> tuple[torch.Tensor, int]:
-        return pool_loss(self.gm, drawn, rows, self.weighting, stats, self.focal_gamma)
+        return pool_loss(self.gm, drawn, rows, self.weighting, stats, self.focal_gamma, self.token_cap)
 
 
 def pool_loss(gm, drawn: list[PoolChunk], rows: list[Row], weighting: str = "token",
-              stats: dict | None = None, focal_gamma: float = 0.0) -> tuple[torch.Tensor, int]:
+              stats: dict | None = None, focal_gamma: float = 0.0, token_cap: int = 8) -> tuple[torch.Tensor, int]:
     """Cross-entropy over the answer tokens of ``rows``; returns (loss, answer tokens).
 
     ``weighting="token"`` averages over all answer tokens, so a 40-token theme answer weighs as
     much as eight 5-digit pass keys; ``"question"`` averages within each question, then over the
-    questions (every question counts once, as in the episode recipe's batch of one). With
+    questions (every question counts once, as in the episode recipe's batch of one); ``"capped"``
+    lets a question weigh as many tokens as it has, up to ``token_cap`` (a 9-token name counts 8
+    times a one-token answer, a 40-token theme answer no more than that name). With
     ``stats``, ``stats["task_loss"]`` gets each task's mean token loss and ``stats["tasks"]`` its
     number of questions (what the draw really held, for the log), both of the plain cross-entropy.
     ``focal_gamma`` > 0 weighs each token's loss by ``(1 - p) ** focal_gamma``, ``p`` the (detached)
@@ -219,10 +221,15 @@ def pool_loss(gm, drawn: list[PoolChunk], rows: list[Row], weighting: str = "tok
         sums = per_token.new_zeros(len(rows)).index_add(0, of_row, weighted)
         counts = torch.bincount(of_row, minlength=len(rows)).clamp(min=1)
         loss = (sums / counts).mean()
+    elif weighting == "capped":
+        sums = per_token.new_zeros(len(rows)).index_add(0, of_row, weighted)
+        counts = torch.bincount(of_row, minlength=len(rows))
+        weights = counts.clamp(max=token_cap)
+        loss = (sums * weights / counts.clamp(min=1)).sum() / weights.sum().clamp(min=1)
     elif weighting == "token":
         loss = weighted.mean()
     else:
-        raise ValueError(f"weighting must be 'token' or 'question', got {weighting!r}")
+        raise ValueError(f"weighting must be 'token', 'question' or 'capped', got {weighting!r}")
     if stats is not None:
         tasks = [rows[i].question.task for i in of_row.tolist()]
         losses = per_token.detach().tolist()

@@ -274,7 +274,7 @@ def train(cfg: TrainConfig, model: GistModel | None = None, progress: bool = Tru
     accelerator = Accelerator(cpu=gm.device.type == "cpu")
     # several processes (accelerate launch): each draws its own data, the main one alone writes
     is_main, stream = accelerator.is_main_process, "" if accelerator.num_processes == 1 else f"-r{accelerator.process_index}"
-    loss_fn, optimizer = accelerator.prepare(PoolLoss(gm, cfg.loss_weighting, cfg.focal_gamma) if cfg.recipe == "pool" else EpisodeLoss(gm), optimizer)
+    loss_fn, optimizer = accelerator.prepare(PoolLoss(gm, cfg.loss_weighting, cfg.focal_gamma, cfg.loss_token_cap) if cfg.recipe == "pool" else EpisodeLoss(gm), optimizer)
     if is_main:
         record_config(run, cfg, start)
         (run / "run.json").write_text(json.dumps(run_metadata(cfg, gm, accelerator.num_processes), indent=2))
