@@ -217,14 +217,10 @@ def pool_loss(gm, drawn: list[PoolChunk], rows: list[Row], weighting: str = "tok
     per_token = torch.nn.functional.cross_entropy(logits.float(), targets.to(logits.device), reduction="none")
     weighted = per_token * (1 - torch.exp(-per_token.detach())) ** focal_gamma if focal_gamma else per_token
     of_row = answer_rows(rows).to(per_token.device)
-    if weighting == "question":
-        sums = per_token.new_zeros(len(rows)).index_add(0, of_row, weighted)
-        counts = torch.bincount(of_row, minlength=len(rows)).clamp(min=1)
-        loss = (sums / counts).mean()
-    elif weighting == "capped":
+    if weighting in ("question", "capped"):  # 'question' is 'capped' at one token a question
         sums = per_token.new_zeros(len(rows)).index_add(0, of_row, weighted)
         counts = torch.bincount(of_row, minlength=len(rows))
-        weights = counts.clamp(max=token_cap)
+        weights = counts.clamp(max=1 if weighting == "question" else token_cap)
         loss = (sums * weights / counts.clamp(min=1)).sum() / weights.sum().clamp(min=1)
     elif weighting == "token":
         loss = weighted.mean()
