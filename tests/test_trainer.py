@@ -586,6 +586,34 @@ def test_compare_pairs_two_runs_losses_step_for_step(tmp_path):
             call(tmp_path / "a", tmp_path / "b", start=8)
 
 
+def test_compare_pairs_validation_answers_sample_by_sample(tmp_path):
+    from trainers.compare import validation_paired
+    from trainers.runlog import answers_path, read_answers
+    from trainers.validation import write_answers
+
+    def answers(run, step, hits, expected=("1", "2", "3", "4", "5")):
+        path = answers_path(run, step)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tasks = ["niah", "niah", "niah", "fact", "fact"]
+        write_answers(path, [{"task": t, "expected": e, "answer": e if h else "x", "hit": h}
+                             for t, e, h in zip(tasks, expected, hits)])
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    answers(a, 75, [True, True, False, False, True])
+    answers(b, 75, [True, False, True, False, True])
+    answers(a, 150, [True, True, True, True, True])
+    answers(b, 150, [False, False, False, False, False])
+    answers(a, 225, [True] * 5)  # only one run has answers at 225: not paired
+    assert read_answers(answers_path(a, 75))[2] == {"task": "niah", "expected": "3", "answer": "x", "hit": False}
+    assert validation_paired(a, b, [75]) == {"niah": {"both": 1, "only_a": 1, "only_b": 1, "neither": 0},
+                                             "fact": {"both": 1, "only_a": 0, "only_b": 0, "neither": 1}}
+    assert validation_paired(a, b, [75, 150, 225]) == {"niah": {"both": 1, "only_a": 4, "only_b": 1, "neither": 0},
+                                                       "fact": {"both": 1, "only_a": 2, "only_b": 0, "neither": 1}}
+    answers(b, 150, [True] * 5, expected=("9", "2", "3", "4", "5"))  # another validation set
+    with pytest.raises(ValueError, match="different validation samples"):
+        validation_paired(a, b, [150])
+
+
 def test_run_log_is_read_one_way_by_plot_resume_and_compare(tmp_path):
     from trainers.runlog import read_log
     from trainers.train import _never_scored, plot_log

@@ -9,7 +9,9 @@ comparison of two recipes, step for step, which 60-sample validations (+-6 point
 
 It prints one JSON object: per task, both runs' question-weighted mean loss over the common steps
 (and over their last half), the steps compared, both runs' seconds per step, and their validation
-scores at each step both were scored at. Nothing in either run is changed.
+scores at each step both were scored at, and those scores paired sample by sample (the samples
+only one run got right are the difference; the two scores alone hide how many each gained and
+lost). Nothing in either run is changed.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from trainers.runlog import read_log
+from trainers.runlog import answers_path, read_answers, read_log
 
 
 def _task_means(rows: list[dict]) -> dict[str, float]:
@@ -55,7 +57,29 @@ def compare(a: Path, b: Path, start: int = 0, logs: tuple | None = None) -> dict
     out["same_first_batch"] = train_a[common[0]].get("tasks") == train_b[common[0]].get("tasks")
     out["validation"] = {s: {a.name: val_a[s], b.name: val_b[s]} for s in sorted(val_a.keys() & val_b.keys())
                          if s >= start}
+    out["validation_paired"] = validation_paired(a, b, [s for s in out["validation"]])
     out["equal_time"] = _equal_time((a.name, train_a), (b.name, train_b), common=common)
+    return out
+
+
+def validation_paired(a: Path, b: Path, steps: list[int]) -> dict[str, dict[str, int]]:
+    """Per task, over the ``steps`` at which both runs wrote validation answers: the samples both
+    runs answered right, only ``a``, only ``b``, and neither. Both runs score one validation set in
+    one order (same seed), so the i-th answer of each file is the same sample; a file pair whose
+    expected answers differ is an error, not a comparison. Steps without both files are skipped."""
+    out: dict[str, dict[str, int]] = {}
+    for step in steps:
+        pa, pb = answers_path(a, step), answers_path(b, step)
+        if not (pa.is_file() and pb.is_file()):
+            continue
+        ra, rb = read_answers(pa), read_answers(pb)
+        if [r["expected"] for r in ra] != [r["expected"] for r in rb]:
+            raise ValueError(f"{pa} and {pb} hold different validation samples: the runs' validation sets "
+                             f"differ (seed or eval_samples), so their answers cannot be paired")
+        for x, y in zip(ra, rb):
+            kind = "both" if x["hit"] and y["hit"] else "only_a" if x["hit"] else "only_b" if y["hit"] else "neither"
+            counts = out.setdefault(x["task"], {"both": 0, "only_a": 0, "only_b": 0, "neither": 0})
+            counts[kind] += 1
     return out
 
 

@@ -27,6 +27,8 @@ import json
 import re
 from pathlib import Path
 
+from trainers.runlog import read_answers
+
 KINDS = ("stopped early", "same shape", "other shape")
 _GROUP = re.compile(r"[^\W_]+")
 
@@ -73,7 +75,7 @@ def main(path: str) -> dict[str, dict]:
     files = sorted(p.glob("step-*.jsonl")) if p.is_dir() else [p]
     if not files:
         raise FileNotFoundError(f"{p} holds no step-*.jsonl validation files")
-    result = {f.stem: tally([json.loads(line) for line in f.read_text().splitlines() if line.strip()]) for f in files}
+    result = {f.stem: tally(read_answers(f)) for f in files}
     print(json.dumps(result, indent=1))
     return result
 

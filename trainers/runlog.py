@@ -1,5 +1,6 @@
-"""A training run's ``log.jsonl``, read one way by everything that reads it (the plot, the resume's
-check for validation tasks never scored, the paired comparison of two runs)."""
+"""A training run's ``log.jsonl`` and its validation answer files, each read one way by everything
+that reads it (the plot, the resume's check for validation tasks never scored, the paired comparison
+of two runs, the tally of misses)."""
 
 from __future__ import annotations
 
@@ -29,3 +30,14 @@ def read_log(log_path: Path) -> tuple[dict[int, dict], dict[int, dict]]:
         elif "loss" in record:
             train[record["step"]] = record
     return train, val
+
+
+def answers_path(run: Path, step: int) -> Path:
+    """The file a run writes its validation answers of ``step`` to (one JSON object a sample:
+    ``task``, ``question``, ``expected``, ``answer``, ``hit``), in the order of the validation set."""
+    return Path(run) / "validation" / f"step-{step:05d}.jsonl"
+
+
+def read_answers(path: Path) -> list[dict]:
+    """The answer records of one validation file (see :func:`answers_path`); blank lines skipped."""
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]

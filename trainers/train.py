@@ -34,7 +34,7 @@ from .data import make_sample, recipe_documents, step_samples, to_episode, train
 from .fork import init_from_checkpoint, regroup
 from .pool import ContextPool, draw_step
 from .pool_forward import PoolLoss
-from .runlog import read_log
+from .runlog import answers_path, read_log
 from .recipe import EpisodeLoss, collate
 from .validation import validate_kept, validation_set, write_answers
 
@@ -292,8 +292,9 @@ def train(cfg: TrainConfig, model: GistModel | None = None, progress: bool = Tru
             # every answer of the validation too, so the misses of each step can be read afterwards
             given: list[dict] = []
             scores = validate_kept(gm, val, answers=given)
-            (run / "validation").mkdir(exist_ok=True)
-            write_answers(run / "validation" / f"step-{step:05d}.jsonl", given)
+            path = answers_path(run, step)
+            path.parent.mkdir(exist_ok=True)
+            write_answers(path, given)
             return scores
     else:
         setup_s = 0.0
