@@ -592,8 +592,7 @@ def test_compare_pairs_validation_answers_sample_by_sample(tmp_path):
     from trainers.validation import write_answers
 
     def answers(run, step, hits, expected=("1", "2", "3", "4", "5")):
-        path = answers_path(run, step)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path = answers_path(run, step)  # its folder does not exist yet: write_answers makes it
         tasks = ["niah", "niah", "niah", "fact", "fact"]
         write_answers(path, [{"task": t, "expected": e, "answer": e if h else "x", "hit": h}
                              for t, e, h in zip(tasks, expected, hits)])

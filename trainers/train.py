@@ -292,9 +292,7 @@ def train(cfg: TrainConfig, model: GistModel | None = None, progress: bool = Tru
             # every answer of the validation too, so the misses of each step can be read afterwards
             given: list[dict] = []
             scores = validate_kept(gm, val, answers=given)
-            path = answers_path(run, step)
-            path.parent.mkdir(exist_ok=True)
-            write_answers(path, given)
+            write_answers(answers_path(run, step), given)
             return scores
     else:
         setup_s = 0.0

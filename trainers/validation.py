@@ -138,9 +138,11 @@ def validate_kept(gm, samples: list[ValSample], max_new_tokens: int = 12, batch:
 
 
 def write_answers(path, answers: list[dict]) -> None:
-    """``validate_kept``'s recorded answers as JSON lines, one sample a line."""
+    """``validate_kept``'s recorded answers as JSON lines, one sample a line (its folder made if new)."""
     import json
+    from pathlib import Path
 
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w") as fh:
         fh.writelines(json.dumps(a) + "\n" for a in answers)
 
