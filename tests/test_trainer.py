@@ -479,6 +479,31 @@ def test_open_shapes_add_the_combinations_shape_and_change_no_other_draw():
         TrainConfig(open_shapes="yes")
 
 
+def test_key_digits_draw_the_pass_key_length_and_the_default_draws_as_keys_always_did(tmp_path):
+    from gist_memory.data.tasks import passkey_sample
+    from trainers.data import recipe_documents
+    from trainers.pool import plan_chunk
+
+    for i in range(200):  # [5, 5]: the same key and the same draws after it as before the knob existed
+        old, new = random.Random(i), random.Random(i)
+        key = str(old.randint(10000, 99999))
+        assert passkey_sample(new, "One. Two.", 0.5, "k").answer == key and old.random() == new.random()
+    lengths = {len(passkey_sample(random.Random(i), "x", 0.5, "k", digits=(4, 10)).answer) for i in range(300)}
+    assert lengths == set(range(4, 11))
+    gm = _fresh_model()
+    docs = recipe_documents(_pool_config(tmp_path, steps=1), "train")
+    for i in range(6):
+        plan = plan_chunk(random.Random(i), docs, gm.tokenizer, 200, 4096, facts=1, language="en", keyed=True,
+                          key_digits=(8, 9))
+        key = gm.tokenizer.decode(next(q.answer for q in plan.questions if q.task == "niah"), skip_special_tokens=True)
+        assert re.fullmatch(r"\d{8,9}", key.strip()) and key.strip() in gm.tokenizer.decode(plan.ids)
+    cfg = TrainConfig(recipe="pool", key_digits=[6, 9])
+    assert cfg.key_digits == (6, 9) and cfg.pool_contents()["key_digits"] == (6, 9)
+    for bad in ([5], [0, 3], [9, 5], ["5", "6"], 5, [5, 19]):
+        with pytest.raises(ValueError, match="key_digits"):
+            TrainConfig(recipe="pool", key_digits=bad)
+
+
 def test_answer_losses_cover_every_task_of_the_chunks(tmp_path):
     from trainers.data import recipe_documents
     from trainers.pool import ContextPool

@@ -121,6 +121,8 @@ class TrainConfig:
         open_shapes: generic facts' values may take the held-out kinds' shapes too (three digit
             groups joined by hyphens, a combination's); the held-out kinds stay out by their words
             and relations (``facts.generic_fact``). False keeps every earlier run's data as it was.
+        key_digits: [lo, hi]: a pool pass key's length in digits is drawn from lo..hi ([5, 5], the
+            default, is every earlier run's 5-digit key; validation and evaluation keys stay 5 digits).
         language_mix: share of pool chunks by language ('en', 'ko').
         init_from: a checkpoint directory (or a run directory holding one) that a new run starts
             from: its step, its LoRA and gist rows, and the optimizer state of every parameter it
@@ -194,6 +196,7 @@ class TrainConfig:
     relation_share: float = 0.0
     generic_share: float = 0.0
     open_shapes: bool = False
+    key_digits: tuple[int, int] = (5, 5)
     loss_weighting: str = "token"
     focal_gamma: float = 0.0
     loss_token_cap: int = 8
@@ -210,7 +213,7 @@ class TrainConfig:
                 "recon_share": self.recon_share,
                 "theme_share": self.theme_share, "theme_tokens": self.theme_tokens,
                 "relation_share": self.relation_share, "generic_share": self.generic_share,
-                "open_shapes": self.open_shapes}
+                "open_shapes": self.open_shapes, "key_digits": self.key_digits}
 
     def __post_init__(self) -> None:
         try:
@@ -236,6 +239,10 @@ class TrainConfig:
                 raise ValueError(f"{name} must be an integer >= 0, got {getattr(self, name)!r}")
         if not isinstance(self.open_shapes, bool):
             raise ValueError(f"open_shapes must be true or false, got {self.open_shapes!r}")
+        kd = self.key_digits
+        if not (isinstance(kd, (list, tuple)) and len(kd) == 2 and all(type(d) is int for d in kd) and 1 <= kd[0] <= kd[1] <= 18):
+            raise ValueError(f"key_digits must be [lo, hi] digits with 1 <= lo <= hi <= 18, got {kd!r}")
+        object.__setattr__(self, "key_digits", tuple(kd))
         if not self.lr > 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
         if not stages:

@@ -111,7 +111,7 @@ def _draw_fact(rng: random.Random, relation_share: float, generic_share: float, 
 def plan_chunk(rng: random.Random, docs: dict[str, list[SourceDocument]], tokenizer, n_tokens: int,
                chunk_tokens: int, facts: int, language: str, keyed: bool, relation_share: float = 0.0,
                generic_share: float = 0.0, open_shapes: bool = False, recon_share: float = 0.3,
-               prompt_format: str = "chat") -> ChunkPlan:
+               prompt_format: str = "chat", key_digits: tuple[int, int] = (5, 5)) -> ChunkPlan:
     """Real text of about ``n_tokens`` with needles planted: a pass key (if ``keyed``) and ``facts``
     open-vocabulary facts for English (each asked about, and, as task ``quote``, asked for its
     sentence back word for word), plus a cloze question and the text's opening on the real text.
@@ -122,10 +122,11 @@ def plan_chunk(rng: random.Random, docs: dict[str, list[SourceDocument]], tokeni
     recipes before them (and one draw serves both shares, so a plan with only ``relation_share``
     is the same as before ``generic_share`` existed). ``open_shapes``: see ``facts.generic_fact``.
     ``recon_share``: the chance the chunk is also asked for its opening 24 tokens back (task ``recon``).
+    ``key_digits``: the pass key's length is drawn from (lo, hi) digits.
     Questions are written in ``prompt_format`` (``gist_memory.generate.prompt_ids``)."""
     needles, questions = [], []
     if keyed:
-        key = passkey_sample(rng, "x", 0.5, "k", language=language)
+        key = passkey_sample(rng, "x", 0.5, "k", language=language, digits=key_digits)
         needles.append(key.needle)
         questions.append(("niah", key.question, key.answer))
     if language == "en":
@@ -164,7 +165,7 @@ class ContextPool:
         storage_dtype: dtype the KV is kept in (fp16 halves the memory; fp32 is exact).
         length_at: step -> (min_tokens, max_tokens) of chunks made at that step (the curriculum).
         seed: chunk ``i`` is drawn from ``random.Random(f"{seed}-chunk-{i}")``.
-        facts, language_mix, keyed_share, relation_share, generic_share, open_shapes, recon_share:
+        facts, language_mix, keyed_share, relation_share, generic_share, open_shapes, recon_share, key_digits:
             what each chunk holds (``plan_chunk``).
     """
 
@@ -172,14 +173,15 @@ class ContextPool:
                  storage_dtype: torch.dtype, length_at, seed: int | str = 0, facts: int = 3,
                  language_mix: dict[str, float] | None = None, keyed_share: float = 0.5, batch: int = 8,
                  theme_share: float = 0.0, theme_tokens: int = 40, relation_share: float = 0.0,
-                 generic_share: float = 0.0, open_shapes: bool = False, recon_share: float = 0.3):
+                 generic_share: float = 0.0, open_shapes: bool = False, recon_share: float = 0.3,
+                 key_digits: tuple[int, int] = (5, 5)):
         self.gm, self.docs, self.size, self.refresh = gm, docs, size, refresh
         self.storage_dtype, self.length_at, self.seed, self.facts = storage_dtype, length_at, seed, facts
         self.language_mix = language_mix or {"en": 1.0}
         self.keyed_share, self.batch = keyed_share, batch
         self.theme_share, self.theme_tokens = theme_share, theme_tokens
         self.relation_share, self.generic_share, self.open_shapes = relation_share, generic_share, open_shapes
-        self.recon_share = recon_share
+        self.recon_share, self.key_digits = recon_share, tuple(key_digits)
         self.chunks: list[PoolChunk] = []
         self.built_seconds = 0.0
 
@@ -224,7 +226,7 @@ class ContextPool:
                           self.facts, language, keyed=rng.random() < self.keyed_share,
                           relation_share=self.relation_share, generic_share=self.generic_share,
                           open_shapes=self.open_shapes, recon_share=self.recon_share,
-                          prompt_format=self.gm.gist.prompt_format)
+                          prompt_format=self.gm.gist.prompt_format, key_digits=self.key_digits)
         themed = random.Random(f"{self.seed}-theme-{number}")  # its own stream: the draws above stay as they were
         if themed.random() < self.theme_share:  # the teacher (the base model) reads its own chat turn
             question = themed.choice(THEME_QUESTIONS[language])

@@ -58,9 +58,11 @@ def plant(text: str, sentence: str, depth: float) -> str:
 
 
 def passkey_sample(rng: random.Random, text: str, depth: float, sample_id: str, source_id: str = "",
-                   language: str = "en") -> Sample:
-    """Plant a 5-digit pass key sentence (English or Korean) at ``depth`` and ask for the key."""
-    key = str(rng.randint(10000, 99999))
+                   language: str = "en", digits: tuple[int, int] = (5, 5)) -> Sample:
+    """Plant a pass key sentence (English or Korean) at ``depth`` and ask for the key: 5 digits, or
+    a length drawn from ``digits`` (lo, hi) (the evaluation's keys are always 5 digits)."""
+    n = digits[0] if digits[0] == digits[1] else rng.randint(*digits)  # (5, 5) draws as keys always did
+    key = str(rng.randint(10 ** (n - 1), 10 ** n - 1))
     template, question = (PASSKEY_TEMPLATE, PASSKEY_QUESTION) if language == "en" else \
         (KO_PASSKEY_TEMPLATE, KO_PASSKEY_QUESTION)
     needle = template.format(key=key)
