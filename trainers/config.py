@@ -72,6 +72,13 @@ def check_task_mix(mix: dict, name: str) -> None:
         raise ValueError(f"{name} needs non-negative weights for tasks among {TASKS}, some positive; got {mix}")
 
 
+def _key_digits(kd) -> tuple[int, int]:
+    """``key_digits`` checked: [lo, hi] with 1 <= lo <= hi <= 18."""
+    if not (isinstance(kd, (list, tuple)) and len(kd) == 2 and all(type(d) is int for d in kd) and 1 <= kd[0] <= kd[1] <= 18):
+        raise ValueError(f"key_digits must be [lo, hi] digits with 1 <= lo <= hi <= 18, got {kd!r}")
+    return tuple(kd)
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything a training run needs; the defaults run on a laptop CPU.
@@ -239,10 +246,7 @@ class TrainConfig:
                 raise ValueError(f"{name} must be an integer >= 0, got {getattr(self, name)!r}")
         if not isinstance(self.open_shapes, bool):
             raise ValueError(f"open_shapes must be true or false, got {self.open_shapes!r}")
-        kd = self.key_digits
-        if not (isinstance(kd, (list, tuple)) and len(kd) == 2 and all(type(d) is int for d in kd) and 1 <= kd[0] <= kd[1] <= 18):
-            raise ValueError(f"key_digits must be [lo, hi] digits with 1 <= lo <= hi <= 18, got {kd!r}")
-        object.__setattr__(self, "key_digits", tuple(kd))
+        object.__setattr__(self, "key_digits", _key_digits(self.key_digits))
         if not self.lr > 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
         if not stages:
