@@ -34,7 +34,7 @@ def worker(recipe: str, threads: int, share: int, index: int = 0, steps: int = 6
     import torch
 
     torch.set_num_threads(threads)
-    from train_throughput import _pool_steps
+    from train_throughput import _pool_steps, _summary
 
     from trainers.config import TrainConfig
     from trainers.data import recipe_documents
@@ -56,19 +56,16 @@ def worker(recipe: str, threads: int, share: int, index: int = 0, steps: int = 6
     per_chunk_s = pool.built_seconds / pool_chunks
     optimizer = make_optimizer(cfg, gm)
     _pool_steps(cfg, gm, optimizer, pool, warmup, per_chunk_s)
-    rows = _pool_steps(cfg, gm, optimizer, pool, steps, per_chunk_s)
-    total = sum(r["s"] for r in rows)
     out = {"threads": threads, "chunks_per_step": cfg.chunks_per_step, "chunk_build_s": per_chunk_s,
-           "step_s": statistics.median(r["s"] for r in rows), "questions_per_s": sum(r["questions"] for r in rows) / total,
-           "answer_tokens_per_s": sum(r["answer_tokens"] for r in rows) / total,
-           "ctx_tokens_per_s": sum(r["ctx_tokens"] for r in rows) / total}
+           **_summary(_pool_steps(cfg, gm, optimizer, pool, steps, per_chunk_s))}
     print(json.dumps(out))
     return out
 
 
 def _arm(recipe: str, processes: int, threads: int, steps: int, warmup: int, pool_chunks: int) -> dict:
     """Run ``processes`` workers of ``threads`` threads at once; their numbers summed."""
-    args = [sys.executable, __file__, "worker", recipe, str(threads), str(processes), "--steps", str(steps), "--warmup", str(warmup), "--pool_chunks", str(pool_chunks)]
+    args = [sys.executable, __file__, "worker", recipe, str(threads), str(processes), "--steps", str(steps),
+            "--warmup", str(warmup), "--pool_chunks", str(pool_chunks)]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     t0 = time.perf_counter()
     procs = [subprocess.Popen(args + ["--index", str(i)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
