@@ -239,11 +239,13 @@ def test_snapshots_keep_the_adapter_of_every_nth_step_and_the_log_keeps_the_pool
     assert rows[0]["setup_s"] > 0 and all("setup_s" not in r for r in rows[1:])
 
 
-def test_pool_validation_keeps_every_answer_of_each_step(tmp_path):
+def test_pool_validation_keeps_every_answer_of_each_step_and_draws_the_plot(tmp_path):
     from trainers.train import train
 
-    cfg = _pool_config(tmp_path, steps=2, eval_every=2, eval_samples=2)
-    train(cfg, model=_fresh_model(), progress=False)
+    cfg = _pool_config(tmp_path, steps=4, eval_every=2, eval_samples=2)
+    assert train(cfg, model=_fresh_model(), progress=False, stop_after=2) is None
+    # stopped mid-schedule: the plot stands at the last validation, not only at the schedule's end
+    assert (tmp_path / "run" / "training.png").stat().st_size > 0
     val = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines() if "val" in line]
     assert [v["step"] for v in val] == [2]
     answers = [json.loads(line) for line in (tmp_path / "run" / "validation" / "step-00002.jsonl").open()]
@@ -497,9 +499,17 @@ def test_key_digits_draw_the_pass_key_length_and_the_default_draws_as_keys_alway
                           key_digits=(8, 9))
         key = gm.tokenizer.decode(next(q.answer for q in plan.questions if q.task == "niah"), skip_special_tokens=True)
         assert re.fullmatch(r"\d{8,9}", key.strip()) and key.strip() in gm.tokenizer.decode(plan.ids)
+    lengths = []  # [lo, hi, share]: that share of keys of drawn length, the rest 5 digits
+    for i in range(200):
+        plan = plan_chunk(random.Random(i), docs, gm.tokenizer, 120, 4096, facts=0, language="en", keyed=True,
+                          key_digits=(8, 9, 0.25))
+        key = gm.tokenizer.decode(next(q.answer for q in plan.questions if q.task == "niah"), skip_special_tokens=True)
+        lengths.append(len(key.strip()))
+    assert set(lengths) == {5, 8, 9} and 0.15 < sum(n != 5 for n in lengths) / 200 < 0.35
     cfg = TrainConfig(recipe="pool", key_digits=[6, 9])
     assert cfg.key_digits == (6, 9) and cfg.pool_contents()["key_digits"] == (6, 9)
-    for bad in ([5], [0, 3], [9, 5], ["5", "6"], 5, [5, 19]):
+    assert TrainConfig(recipe="pool", key_digits=[4, 10, 0.3]).key_digits == (4, 10, 0.3)
+    for bad in ([5], [0, 3], [9, 5], ["5", "6"], 5, [5, 19], [4, 10, 1.5], [4, 10, True], [4, 10, "x"], [4, 10, 0.2, 1]):
         with pytest.raises(ValueError, match="key_digits"):
             TrainConfig(recipe="pool", key_digits=bad)
 
@@ -640,15 +650,15 @@ def test_compare_pairs_validation_answers_sample_by_sample(tmp_path):
 
 def test_run_log_is_read_one_way_by_plot_resume_and_compare(tmp_path):
     from trainers.runlog import read_log
-    from trainers.train import _never_scored, plot_log
+    from trainers.runlog import never_scored, plot_log
 
     log = tmp_path / "log.jsonl"
-    assert read_log(log) == ({}, {}) and _never_scored(log, {"niah"}) == {"niah"}
+    assert read_log(log) == ({}, {}) and never_scored(log, {"niah"}) == {"niah"}
     rows = [{"step": 0, "loss": 3.0, "s": 1.0}, {"step": 1, "loss": 2.5, "s": 1.0}, {"step": 2, "val": {"niah": 0.1}},
             {"step": 1, "loss": 2.0, "s": 1.5}, [1, 2], {"no": "step"}]  # step 1 again after a resume
     log.write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"step": 2, "loss": 1.')  # cut short by a kill
     train, val = read_log(log)
     assert sorted(train) == [0, 1] and train[1]["loss"] == 2.0 and val == {2: {"niah": 0.1}}
-    assert _never_scored(log, {"niah", "fact"}) == {"fact"}
+    assert never_scored(log, {"niah", "fact"}) == {"fact"}
     plot_log(log, tmp_path / "training.png")  # used to raise on the cut-short line
     assert (tmp_path / "training.png").stat().st_size > 0

@@ -72,11 +72,16 @@ def check_task_mix(mix: dict, name: str) -> None:
         raise ValueError(f"{name} needs non-negative weights for tasks among {TASKS}, some positive; got {mix}")
 
 
-def _key_digits(kd) -> tuple[int, int]:
-    """``key_digits`` checked: [lo, hi] with 1 <= lo <= hi <= 18."""
-    if not (isinstance(kd, (list, tuple)) and len(kd) == 2 and all(type(d) is int for d in kd) and 1 <= kd[0] <= kd[1] <= 18):
-        raise ValueError(f"key_digits must be [lo, hi] digits with 1 <= lo <= hi <= 18, got {kd!r}")
-    return tuple(kd)
+def _key_digits(kd) -> tuple:
+    """``key_digits`` checked: [lo, hi] with 1 <= lo <= hi <= 18, or [lo, hi, share] with 0 <= share <= 1."""
+    ok = isinstance(kd, (list, tuple)) and len(kd) in (2, 3) and all(type(d) is int for d in kd[:2])
+    ok = ok and 1 <= kd[0] <= kd[1] <= 18
+    if ok and len(kd) == 3:
+        ok = not isinstance(kd[2], bool) and isinstance(kd[2], (int, float)) and 0 <= kd[2] <= 1
+    if not ok:
+        raise ValueError("key_digits must be [lo, hi] digits with 1 <= lo <= hi <= 18, or [lo, hi, share] with "
+                         f"0 <= share <= 1, got {kd!r}")
+    return tuple(kd[:2]) + ((float(kd[2]),) if len(kd) == 3 else ())
 
 
 @dataclass(frozen=True)
@@ -129,7 +134,8 @@ class TrainConfig:
             groups joined by hyphens, a combination's); the held-out kinds stay out by their words
             and relations (``facts.generic_fact``). False keeps every earlier run's data as it was.
         key_digits: [lo, hi]: a pool pass key's length in digits is drawn from lo..hi ([5, 5], the
-            default, is every earlier run's 5-digit key; validation and evaluation keys stay 5 digits).
+            default, is every earlier run's 5-digit key; validation and evaluation keys stay 5 digits);
+            [lo, hi, share]: only that share of the keys, the rest are 5 digits.
         language_mix: share of pool chunks by language ('en', 'ko').
         init_from: a checkpoint directory (or a run directory holding one) that a new run starts
             from: its step, its LoRA and gist rows, and the optimizer state of every parameter it
@@ -203,7 +209,7 @@ class TrainConfig:
     relation_share: float = 0.0
     generic_share: float = 0.0
     open_shapes: bool = False
-    key_digits: tuple[int, int] = (5, 5)
+    key_digits: tuple = (5, 5)
     loss_weighting: str = "token"
     focal_gamma: float = 0.0
     loss_token_cap: int = 8

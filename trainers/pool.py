@@ -111,7 +111,7 @@ def _draw_fact(rng: random.Random, relation_share: float, generic_share: float, 
 def plan_chunk(rng: random.Random, docs: dict[str, list[SourceDocument]], tokenizer, n_tokens: int,
                chunk_tokens: int, facts: int, language: str, keyed: bool, relation_share: float = 0.0,
                generic_share: float = 0.0, open_shapes: bool = False, recon_share: float = 0.3,
-               prompt_format: str = "chat", key_digits: tuple[int, int] = (5, 5)) -> ChunkPlan:
+               prompt_format: str = "chat", key_digits: tuple = (5, 5)) -> ChunkPlan:
     """Real text of about ``n_tokens`` with needles planted: a pass key (if ``keyed``) and ``facts``
     open-vocabulary facts for English (each asked about, and, as task ``quote``, asked for its
     sentence back word for word), plus a cloze question and the text's opening on the real text.
@@ -122,11 +122,13 @@ def plan_chunk(rng: random.Random, docs: dict[str, list[SourceDocument]], tokeni
     recipes before them (and one draw serves both shares, so a plan with only ``relation_share``
     is the same as before ``generic_share`` existed). ``open_shapes``: see ``facts.generic_fact``.
     ``recon_share``: the chance the chunk is also asked for its opening 24 tokens back (task ``recon``).
-    ``key_digits``: the pass key's length is drawn from (lo, hi) digits.
+    ``key_digits``: the pass key's length is drawn from (lo, hi) digits; (lo, hi, share): only a share
+    of the keys, the others are 5 digits (one more draw per key).
     Questions are written in ``prompt_format`` (``gist_memory.generate.prompt_ids``)."""
     needles, questions = [], []
     if keyed:
-        key = passkey_sample(rng, "x", 0.5, "k", language=language, digits=key_digits)
+        digits = key_digits[:2] if len(key_digits) == 2 or rng.random() < key_digits[2] else (5, 5)
+        key = passkey_sample(rng, "x", 0.5, "k", language=language, digits=digits)
         needles.append(key.needle)
         questions.append(("niah", key.question, key.answer))
     if language == "en":
@@ -174,7 +176,7 @@ class ContextPool:
                  language_mix: dict[str, float] | None = None, keyed_share: float = 0.5, batch: int = 8,
                  theme_share: float = 0.0, theme_tokens: int = 40, relation_share: float = 0.0,
                  generic_share: float = 0.0, open_shapes: bool = False, recon_share: float = 0.3,
-                 key_digits: tuple[int, int] = (5, 5)):
+                 key_digits: tuple = (5, 5)):
         self.gm, self.docs, self.size, self.refresh = gm, docs, size, refresh
         self.storage_dtype, self.length_at, self.seed, self.facts = storage_dtype, length_at, seed, facts
         self.language_mix = language_mix or {"en": 1.0}

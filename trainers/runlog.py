@@ -1,6 +1,6 @@
 """A training run's ``log.jsonl`` and its validation answer files, each read one way by everything
-that reads it (the plot, the resume's check for validation tasks never scored, the paired comparison
-of two runs, the tally of misses)."""
+that reads it (the plot drawn here, the resume's check for validation tasks never scored, the paired
+comparison of two runs, the tally of misses)."""
 
 from __future__ import annotations
 
@@ -41,3 +41,55 @@ def answers_path(run: Path, step: int) -> Path:
 def read_answers(path: Path) -> list[dict]:
     """The answer records of one validation file (see :func:`answers_path`); blank lines skipped."""
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+def never_scored(log_path: Path, tasks: set[str]) -> set[str]:
+    """The validation tasks among ``tasks`` that no record of the run's log has scored (tasks added
+    to the validation set since the run began)."""
+    return tasks - {task for scores in read_log(log_path)[1].values() for task in scores}
+
+
+def plot_log(log_path: Path, out_png: Path) -> None:
+    """Loss against step and validation accuracy against training minutes; dotted lines where the
+    run's settings changed (its ``config-history.jsonl``)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    by_step, scores = read_log(log_path)
+    train = [by_step[s] for s in sorted(by_step)]
+    fig, ax = plt.subplots(1, 2, figsize=(10, 3.5))
+    if train:
+        steps = [r["step"] for r in train]
+        losses = [r["loss"] for r in train]
+        win = max(len(losses) // 50, 1)
+        smooth = [sum(losses[max(0, i - win):i + 1]) / len(losses[max(0, i - win):i + 1]) for i in range(len(losses))]
+        ax[0].plot(steps, losses, alpha=0.3, label="loss")
+        ax[0].plot(steps, smooth, label=f"mean of {win}")
+        ax[0].set_yscale("log")
+        ax[0].set_xlabel("step")
+        ax[0].set_title("training loss (answer tokens)")
+        ax[0].legend()
+    # validation against the training process's cumulative step time (validation itself excluded)
+    minutes, total = {}, 0.0
+    for r in train:
+        total += r.get("s", 0.0)
+        minutes[r["step"] + 1] = total / 60
+    for task in sorted({t for v in scores.values() for t in v}):
+        pts = [(minutes.get(step, 0.0), scores[step][task]) for step in sorted(scores) if task in scores[step]]
+        ax[1].plot(*zip(*pts), marker="o", label=task)
+    history = log_path.parent / "config-history.jsonl"  # the steps where the settings changed, as dotted lines
+    changes = sorted({json.loads(line)["from_step"] for line in history.read_text().splitlines() if line.strip()}
+                     - {0}) if history.is_file() else []
+    for step in changes:
+        ax[0].axvline(step, color="grey", linestyle=":", linewidth=1)
+        ax[1].axvline(minutes.get(step, 0.0), color="grey", linestyle=":", linewidth=1)
+    ax[1].set_ylim(-0.02, 1.02)
+    ax[1].set_xlabel("training minutes (step time on this machine)")
+    ax[1].set_title("validation exact match (gists only)")
+    if scores:
+        ax[1].legend()
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=110)
+    plt.close(fig)

@@ -34,7 +34,7 @@ from .data import make_sample, recipe_documents, step_samples, to_episode, train
 from .fork import init_from_checkpoint, regroup
 from .pool import ContextPool, draw_step
 from .pool_forward import PoolLoss
-from .runlog import answers_path, read_log
+from .runlog import answers_path, never_scored, plot_log  # noqa: F401 (plot_log: trainers.train.plot_log)
 from .recipe import EpisodeLoss, collate
 from .validation import validate_kept, validation_set, write_answers
 
@@ -190,52 +190,6 @@ def validate(gm: GistModel, samples, chunk_tokens: int, max_new_tokens: int = 12
     return {task: sum(v) / len(v) for task, v in hits.items()}
 
 
-def plot_log(log_path: Path, out_png: Path) -> None:
-    """Loss against step and validation accuracy against training minutes; dotted lines where the
-    run's settings changed (its ``config-history.jsonl``)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    by_step, scores = read_log(log_path)
-    train = [by_step[s] for s in sorted(by_step)]
-    fig, ax = plt.subplots(1, 2, figsize=(10, 3.5))
-    if train:
-        steps = [r["step"] for r in train]
-        losses = [r["loss"] for r in train]
-        win = max(len(losses) // 50, 1)
-        smooth = [sum(losses[max(0, i - win):i + 1]) / len(losses[max(0, i - win):i + 1]) for i in range(len(losses))]
-        ax[0].plot(steps, losses, alpha=0.3, label="loss")
-        ax[0].plot(steps, smooth, label=f"mean of {win}")
-        ax[0].set_yscale("log")
-        ax[0].set_xlabel("step")
-        ax[0].set_title("training loss (answer tokens)")
-        ax[0].legend()
-    # validation against the training process's cumulative step time (validation itself excluded)
-    minutes, total = {}, 0.0
-    for r in train:
-        total += r.get("s", 0.0)
-        minutes[r["step"] + 1] = total / 60
-    for task in sorted({t for v in scores.values() for t in v}):
-        pts = [(minutes.get(step, 0.0), scores[step][task]) for step in sorted(scores) if task in scores[step]]
-        ax[1].plot(*zip(*pts), marker="o", label=task)
-    history = log_path.parent / "config-history.jsonl"  # the steps where the settings changed, as dotted lines
-    changes = sorted({json.loads(line)["from_step"] for line in history.read_text().splitlines() if line.strip()}
-                     - {0}) if history.is_file() else []
-    for step in changes:
-        ax[0].axvline(step, color="grey", linestyle=":", linewidth=1)
-        ax[1].axvline(minutes.get(step, 0.0), color="grey", linestyle=":", linewidth=1)
-    ax[1].set_ylim(-0.02, 1.02)
-    ax[1].set_xlabel("training minutes (step time on this machine)")
-    ax[1].set_title("validation exact match (gists only)")
-    if scores:
-        ax[1].legend()
-    fig.tight_layout()
-    fig.savefig(out_png, dpi=110)
-    plt.close(fig)
-
-
 def run_metadata(cfg: TrainConfig, gm: GistModel, processes: int = 1) -> dict:
     from gist_memory.provenance import versions
 
@@ -302,7 +256,7 @@ def train(cfg: TrainConfig, model: GistModel | None = None, progress: bool = Tru
     log = (run / "log.jsonl").open("a") if is_main else None
     if is_main and cfg.snapshot_every and start == 0:
         gm.save_adapter(run / "snapshots" / "step-00000")
-    if val and start and not forked and _never_scored(run / "log.jsonl", {s.task for s in val}):
+    if val and start and not forked and never_scored(run / "log.jsonl", {s.task for s in val}):
         # a validation task added since the run began is scored at the resumed step: its curve gets a start
         scores = score(start)
         log.write(json.dumps({"step": start, "val": scores}) + "\n")
@@ -350,6 +304,8 @@ def train(cfg: TrainConfig, model: GistModel | None = None, progress: bool = Tru
             if val and (done % cfg.eval_every == 0 or done == cfg.steps):
                 scores = score(done)
                 log.write(json.dumps({"step": done, "val": scores}) + "\n")
+                log.flush()
+                plot_log(run / "log.jsonl", run / "training.png")  # at each validation: a stopped run's plot is current
                 bar.write(f"step {done}: validation {scores}")
         if done % cfg.save_every == 0 or done in (cfg.steps, end):
             if is_main:
@@ -364,12 +320,6 @@ def train(cfg: TrainConfig, model: GistModel | None = None, progress: bool = Tru
     plot_log(run / "log.jsonl", run / "training.png")
     gm.adapter_identity = "trained"
     return gm.save_adapter(run / "adapter")
-
-
-def _never_scored(log_path: Path, tasks: set[str]) -> set[str]:
-    """The validation tasks among ``tasks`` that no record of the run's log has scored (tasks added
-    to the validation set since the run began)."""
-    return tasks - {task for scores in read_log(log_path)[1].values() for task in scores}
 
 
 def main(recipe: str = "trainers/configs/default.yaml", out_dir: str | None = None, steps: int | None = None,
