@@ -48,24 +48,6 @@ def step_parts(chunks: list, step: int, parts: list[int], share: int, chunks_per
     return drawn, rows
 
 
-def _split_steps(cfg, gm, optimizer, pool, steps: int, per_chunk_s: float, parts: list[int], share: int) -> list[dict]:
-    """``train_throughput._pool_steps`` over the step parts ``parts`` (:func:`step_parts`)."""
-    from trainers.pool_forward import pool_loss
-
-    out = []
-    for step in range(steps):
-        t0 = time.perf_counter()
-        drawn, rows = step_parts(pool.chunks, step, parts, share, cfg.chunks_per_step // share,
-                                 cfg.stages[-1].max_chunks, cfg.questions_per_chunk, cfg.task_mix)
-        loss, answer_tokens = pool_loss(gm, drawn, rows)
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        out.append({"s": time.perf_counter() - t0 + cfg.pool_refresh * len(parts) / share * per_chunk_s,
-                    "answer_tokens": answer_tokens, "questions": len(rows), "ctx_tokens": sum(len(c.ids) for c in drawn)})
-    return out
-
-
 def worker(recipe: str, threads: int, parts: int, index: int = -1, steps: int = 6, warmup: int = 1,
            pool_chunks: int = 8) -> dict:
     """One process of an arm on ``threads`` threads: part ``index`` of the ``parts`` of each step, or
@@ -73,7 +55,7 @@ def worker(recipe: str, threads: int, parts: int, index: int = -1, steps: int = 
     import torch
 
     torch.set_num_threads(threads)
-    from train_throughput import _summary
+    from train_throughput import _pool_steps, _summary
 
     from trainers.config import TrainConfig
     from trainers.data import recipe_documents
@@ -94,8 +76,13 @@ def worker(recipe: str, threads: int, parts: int, index: int = -1, steps: int = 
     pool.advance(0)
     per_chunk_s = pool.built_seconds / pool_chunks
     optimizer = make_optimizer(cfg, gm)
-    _split_steps(cfg, gm, optimizer, pool, warmup, per_chunk_s, mine, parts)
-    rows = _split_steps(cfg, gm, optimizer, pool, steps, per_chunk_s, mine, parts)
+
+    def draw(step):  # this process's parts of the step
+        return step_parts(pool.chunks, step, mine, parts, cfg.chunks_per_step // parts, last.max_chunks,
+                          cfg.questions_per_chunk, cfg.task_mix)
+
+    _pool_steps(cfg, gm, optimizer, pool, warmup, per_chunk_s, draw, len(mine) / parts)
+    rows = _pool_steps(cfg, gm, optimizer, pool, steps, per_chunk_s, draw, len(mine) / parts)
     out = {"threads": threads, "chunks_per_step": cfg.chunks_per_step * len(mine) // parts,
            "chunk_build_s": per_chunk_s, "questions": sum(r["questions"] for r in rows), **_summary(rows)}
     print(json.dumps(out))

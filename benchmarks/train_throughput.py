@@ -45,24 +45,30 @@ def _episode_steps(cfg, gm, optimizer, docs, steps: int) -> list[dict]:
     return out
 
 
-def _pool_steps(cfg, gm, optimizer, pool, steps: int, per_chunk_s: float) -> list[dict]:
+def _pool_steps(cfg, gm, optimizer, pool, steps: int, per_chunk_s: float, draw=None,
+                refresh_share: float = 1.0) -> list[dict]:
+    """``steps`` timed pool-recipe steps; ``draw(step)`` gives a step's (chunks, rows) (by default
+    ``cfg.chunks_per_step`` chunks from the pool and their rows), ``refresh_share`` the share of
+    the step's fresh chunks whose base pass this process pays for."""
     from trainers.pool import draw_rows
     from trainers.pool_forward import pool_loss
 
-    out = []
-    late = cfg.stages[-1]
-    for step in range(steps):
-        t0 = time.perf_counter()
+    def default_draw(step):
         rng = random.Random(f"bench-{step}")
         drawn = rng.sample(pool.chunks, cfg.chunks_per_step)
-        rows = draw_rows(rng, drawn, late.max_chunks, cfg.questions_per_chunk, cfg.task_mix)
+        return drawn, draw_rows(rng, drawn, cfg.stages[-1].max_chunks, cfg.questions_per_chunk, cfg.task_mix)
+
+    out = []
+    for step in range(steps):
+        t0 = time.perf_counter()
+        drawn, rows = (draw or default_draw)(step)
         loss, answer_tokens = pool_loss(gm, drawn, rows)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         # fresh chunks enter at cfg.pool_refresh a step: their base pass is part of the step's cost
-        out.append({"s": time.perf_counter() - t0 + cfg.pool_refresh * per_chunk_s, "answer_tokens": answer_tokens,
-                    "questions": len(rows), "ctx_tokens": sum(len(c.ids) for c in drawn)})
+        out.append({"s": time.perf_counter() - t0 + cfg.pool_refresh * refresh_share * per_chunk_s,
+                    "answer_tokens": answer_tokens, "questions": len(rows), "ctx_tokens": sum(len(c.ids) for c in drawn)})
     return out
 
 

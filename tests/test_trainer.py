@@ -649,8 +649,7 @@ def test_compare_pairs_validation_answers_sample_by_sample(tmp_path):
 
 
 def test_run_log_is_read_one_way_by_plot_resume_and_compare(tmp_path):
-    from trainers.runlog import read_log
-    from trainers.runlog import never_scored, plot_log
+    from trainers.runlog import never_scored, plot_log, read_log
 
     log = tmp_path / "log.jsonl"
     assert read_log(log) == ({}, {}) and never_scored(log, {"niah"}) == {"niah"}

@@ -34,7 +34,7 @@ from .data import make_sample, recipe_documents, step_samples, to_episode, train
 from .fork import init_from_checkpoint, regroup
 from .pool import ContextPool, draw_step
 from .pool_forward import PoolLoss
-from .runlog import answers_path, never_scored, plot_log  # noqa: F401 (plot_log: trainers.train.plot_log)
+from .runlog import answers_path, never_scored, plot_log
 from .recipe import EpisodeLoss, collate
 from .validation import validate_kept, validation_set, write_answers
 
