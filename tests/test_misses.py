@@ -36,6 +36,19 @@ def test_tally_counts_hits_kinds_and_right_starts():
     assert t["first group right"] == 2
 
 
+def test_tally_counts_how_numbers_were_read():
+    rows = [{"task": "key4", "expected": "3275", "answer": "32755", "hit": False},     # start read, end not
+            {"task": "key4", "expected": "4417", "answer": "4417", "hit": True},
+            {"task": "key8", "expected": "25386206", "answer": "2538666666", "hit": False},
+            {"task": "key8", "expected": "31686739", "answer": "3186939", "hit": False},
+            {"task": "key8", "expected": "56699890", "answer": "5669 9891", "hit": False},  # length right, end wrong
+            {"task": "fact", "expected": "40-11-32", "answer": "40", "hit": False}]
+    t = tally(rows)
+    assert (t["key4"]["numbers"], t["key4"]["first 5 digits right"], t["key4"]["length right"]) == (2, 2, 1)
+    assert (t["key8"]["numbers"], t["key8"]["first 5 digits right"], t["key8"]["length right"]) == (3, 2, 1)
+    assert "numbers" not in t["fact"]
+
+
 def test_main_reads_a_run_folder_and_says_what_is_missing(tmp_path, capsys):
     v = tmp_path / "validation"
     v.mkdir()

@@ -17,6 +17,11 @@ Kinds of miss (the first that applies):
 
 Across all three, ``first group right`` counts the misses whose first run of letters or digits
 is the expected one's (``40``, ``11:15`` and ``15:15`` above): how often the start was read.
+Over the samples whose expected value is all digits (pass keys), hits included, ``numbers``
+counts them, ``length right`` the answers with as many digits, and ``first 5 digits right`` the
+answers whose digits begin with the expected's first five (all of them, for shorter keys):
+whether a number's digits and its end were read (``trainers.probe --key_lengths`` writes such
+answer files).
 A shape writes every run of digits as ``9`` and of letters as ``a``, keeping the separators.
 It prints one JSON object: per file (step) and task, the samples, hits and the miss counts.
 """
@@ -53,12 +58,24 @@ def first_group_right(expected: str, answer: str) -> bool:
     return bool(e and a and e[0] == a[0])
 
 
+def number_read(expected: str, answer: str) -> tuple[bool, bool]:
+    """For an all-digit ``expected``: whether ``answer`` has as many digits, and whether its digits
+    begin with ``expected``'s first five."""
+    digits = re.sub(r"\D", "", answer)
+    return len(digits) == len(expected), digits.startswith(expected[:5])
+
+
 def tally(rows: list[dict]) -> dict[str, dict]:
-    """Per task: ``n``, ``hits``, the count of each kind of miss, and ``first group right``."""
+    """Per task: ``n``, ``hits``, the count of each kind of miss, ``first group right`` and, where
+    expected values are all digits, ``numbers``, ``length right`` and ``first 5 digits right``."""
     out: dict[str, dict] = {}
     for r in rows:
         t = out.setdefault(r["task"], {"n": 0, "hits": 0, **{k: 0 for k in KINDS}, "first group right": 0})
         t["n"] += 1
+        if r["expected"].isdigit():
+            length, start = number_read(r["expected"], r["answer"])
+            for key, add in (("numbers", 1), ("length right", length), ("first 5 digits right", start)):
+                t[key] = t.get(key, 0) + add
         if r["hit"]:
             t["hits"] += 1
         else:
