@@ -198,7 +198,7 @@ def test_theme_rows_are_asked_of_their_chunk_alone():
 def test_validation_scores_and_records_every_answer():
     """validate_kept's score is the share of recorded answers that hold the expected one."""
     from gist_memory.data.scoring import contains_match
-    from trainers.validation import ValSample, validate_kept
+    from trainers.validation import ValSample, answer_nll, nll_by_task, validate_kept
 
     gm = tiny_gist_model()
     drawn = chunks_kv(gm, plans_for(gm, [20, 31, 12]))
@@ -211,7 +211,11 @@ def test_validation_scores_and_records_every_answer():
     assert all(a["hit"] == contains_match(a["answer"], a["expected"]) for a in given)
     # and each answer is the inference path's: compress the sample's chunks, answer from the caches
     for s, a in zip(samples, given):
-        assert a["answer"] == gm.generate(s.question, compress_chunks(gm, [c.ids for c in s.chunks]),
-                                          max_new_tokens=3).text
+        caches = compress_chunks(gm, [c.ids for c in s.chunks])
+        assert a["answer"] == gm.generate(s.question, caches, max_new_tokens=3).text
+        # the recorded loss is the expected answer's, read from the same caches
+        assert a["nll"] == pytest.approx(answer_nll(gm, caches, s.question, s.answer), abs=2e-4)
+    assert nll_by_task(given) == {"fact": pytest.approx((given[0]["nll"] + given[1]["nll"]) / 2, abs=1e-4),
+                                  "niah": given[2]["nll"]}
     assert scores == {t: sum(a["hit"] for a in given if a["task"] == t) / sum(a["task"] == t for a in given)
                       for t in ("fact", "niah")}

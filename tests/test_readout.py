@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import math
 import random
 
 import pytest
@@ -10,8 +12,8 @@ from gist_memory.compress import compress_chunks
 from gist_memory.data.corpus import SourceDocument
 from tiny import tiny_gist_model
 from trainers.pool import ChunkPlan, chunks_kv
-from trainers.readout import read_answer, read_out, summarise, token_class
-from trainers.validation import ValSample, validation_set
+from trainers.readout import main, read_answer, read_out, summarise, token_class
+from trainers.validation import ValSample, validation_set, write_answers
 
 
 @pytest.mark.parametrize("piece, end, want", [("4", False, "digit"), (" 40", False, "digit"), ("-", False, "separator"),
@@ -46,9 +48,14 @@ def test_summary_counts_classes_positions_and_control():
     assert s["separator"]["first choice"] == 0.0 and s["end"]["tokens"] == 2
     assert s["position 1"]["tokens"] == 2 and s["position 1"]["p"] == 0.8
     assert s["position 3"]["tokens"] == 1 and s["position 4+"]["tokens"] == 0  # end tokens are not positions
+    # the loss per answer token and the whole answer's probability, own gists
+    first = -(math.log(0.9) + math.log(0.2) + math.log(0.5) + math.log(0.8)) / 4
+    assert s["nll"] == round((first - (math.log(0.7) + math.log(0.6)) / 2) / 2, 3)
+    assert s["nll, control"] == round(-math.log(0.1), 3)
+    assert s["P(answer)"] == round((0.9 * 0.2 * 0.5 * 0.8 + 0.7 * 0.6) / 2, 3)
 
 
-def test_read_out_controls_with_the_next_sample_of_the_task():
+def test_read_out_controls_with_the_next_sample_of_the_task(tmp_path):
     gm = tiny_gist_model()
     rng = random.Random(0)
     drawn = chunks_kv(gm, [ChunkPlan([rng.randrange(256) for _ in range(n)]) for n in (20, 31, 12, 25)])
@@ -62,6 +69,10 @@ def test_read_out_controls_with_the_next_sample_of_the_task():
     assert records[1]["control"] == read_answer(gm, compress_chunks(gm, [drawn[0].ids]), "what is fact 1?", "ab")
     assert records[1]["own"] == read_answer(gm, one, "what is fact 1?", "ab")
     assert records[2]["own"] == records[2]["control"]  # a task of one sample is its own control
+    # a recorded read-out summarises, without the model, to what the read-out said
+    path = tmp_path / "records.jsonl"
+    write_answers(path, records)
+    assert main(records_in=str(path)) == json.loads(json.dumps(result))
 
 
 def test_validation_set_keep_gives_the_full_sets_samples():

@@ -251,9 +251,11 @@ def test_pool_validation_keeps_every_answer_of_each_step_and_draws_the_plot(tmp_
     answers = [json.loads(line) for line in (tmp_path / "run" / "validation" / "step-00002.jsonl").open()]
     assert {a["task"] for a in answers} == set(val[0]["val"])  # 2 samples of each task the score names
     assert len(answers) == 2 * len(val[0]["val"])
-    assert all({"question", "expected", "answer", "hit"} <= a.keys() for a in answers)
+    assert all({"question", "expected", "answer", "hit", "nll"} <= a.keys() for a in answers)
     for task, score in val[0]["val"].items():
         assert score == sum(a["hit"] for a in answers if a["task"] == task) / 2
+        # and the held-out loss of the expected answers, by task, beside the exact match
+        assert val[0]["val_nll"][task] == pytest.approx(sum(a["nll"] for a in answers if a["task"] == task) / 2, abs=1e-4)
 
 
 def test_a_validation_task_added_on_resume_is_scored_at_the_starting_step(tmp_path):
@@ -649,15 +651,17 @@ def test_compare_pairs_validation_answers_sample_by_sample(tmp_path):
 
 
 def test_run_log_is_read_one_way_by_plot_resume_and_compare(tmp_path):
-    from trainers.runlog import never_scored, plot_log, read_log
+    from trainers.runlog import never_scored, plot_log, read_log, read_val_nll
 
     log = tmp_path / "log.jsonl"
     assert read_log(log) == ({}, {}) and never_scored(log, {"niah"}) == {"niah"}
     rows = [{"step": 0, "loss": 3.0, "s": 1.0}, {"step": 1, "loss": 2.5, "s": 1.0}, {"step": 2, "val": {"niah": 0.1}},
-            {"step": 1, "loss": 2.0, "s": 1.5}, [1, 2], {"no": "step"}]  # step 1 again after a resume
+            {"step": 1, "loss": 2.0, "s": 1.5}, [1, 2], {"no": "step"},  # step 1 again after a resume
+            {"step": 4, "val": {"niah": 0.2}, "val_nll": {"niah": 1.5}}]
     log.write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"step": 2, "loss": 1.')  # cut short by a kill
     train, val = read_log(log)
-    assert sorted(train) == [0, 1] and train[1]["loss"] == 2.0 and val == {2: {"niah": 0.1}}
+    assert sorted(train) == [0, 1] and train[1]["loss"] == 2.0 and val == {2: {"niah": 0.1}, 4: {"niah": 0.2}}
+    assert read_val_nll(log) == {4: {"niah": 1.5}}
     assert never_scored(log, {"niah", "fact"}) == {"fact"}
     plot_log(log, tmp_path / "training.png")  # used to raise on the cut-short line
     assert (tmp_path / "training.png").stat().st_size > 0

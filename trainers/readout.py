@@ -18,11 +18,11 @@ where own is far above the control and its argmax is right, the value is there t
 
 from __future__ import annotations
 
+import math
+
 import torch
 
-from gist_memory.generate import answer_ids, forward_on_cache, merge_caches, prompt_ids
-
-from .validation import ValSample, emit, sample_caches
+from .validation import ValSample, emit, forced_logp, sample_caches
 
 TOKEN_CLASSES = ("digit", "letter", "separator", "end")
 
@@ -41,10 +41,7 @@ def read_answer(gm, caches, question: str, answer: str) -> list[dict]:
     """Per answer token (its end-of-turn token last): its text and class, the probability the adapter
     gives it after the right tokens before it, whether it is the adapter's first choice there, and
     the first choice's text."""
-    prompt = prompt_ids(gm.tokenizer, question, prompt_format=gm.gist.prompt_format)
-    target = answer_ids(gm.tokenizer, answer)
-    logits, _, _ = forward_on_cache(gm, merge_caches(gm, caches), prompt + target[:-1])
-    logp = logits[0, len(prompt) - 1:].float().log_softmax(-1)
+    target, logp = forced_logp(gm, caches, question, answer)
     want = torch.as_tensor(target, device=logp.device)
     p = logp.gather(-1, want[:, None]).squeeze(-1).exp()
     chosen = logp.argmax(-1)
@@ -61,12 +58,21 @@ def _mean(values: list[float]) -> float | None:
     return round(sum(values) / len(values), 3) if values else None
 
 
+def _nll(answer: list[dict]) -> float:
+    # p is recorded to 4 decimals, so 1e-4 is the floor of what a record can say
+    return sum(-math.log(max(t["p"], 1e-4)) for t in answer) / len(answer)
+
+
 def summarise(own: list[list[dict]], other: list[list[dict]]) -> dict:
-    """A task's read-out: answers right token by token (own gists, control), and per token class and
-    position (1st, 2nd, 3rd, 4th+ value token) the mean probability and first-choice share."""
+    """A task's read-out: answers right token by token (own gists, control); the mean loss per
+    answer token (nats) and probability of the whole answer, which move while exact match stands
+    still; and per token class and position (1st, 2nd, 3rd, 4th+ value token) the mean probability
+    and first-choice share."""
     out = {"n": len(own),
            "forced exact": _mean([float(all(t["top"] for t in a)) for a in own]),
-           "forced exact, control": _mean([float(all(t["top"] for t in a)) for a in other])}
+           "forced exact, control": _mean([float(all(t["top"] for t in a)) for a in other]),
+           "nll": _mean([_nll(a) for a in own]), "nll, control": _mean([_nll(a) for a in other]),
+           "P(answer)": _mean([math.prod(t["p"] for t in a) for a in own])}
     for name, pick in [(c, lambda t, i, c=c: t["class"] == c) for c in TOKEN_CLASSES] + [
             (f"position {j + 1}" if j < 3 else "position 4+",
              lambda t, i, j=j: t["class"] != "end" and (i == j if j < 3 else i >= 3)) for j in range(4)]:
@@ -106,7 +112,7 @@ def read_out(gm, samples: list[ValSample], records: list[dict] | None = None) ->
 
 def main(adapter: str = "default", recipe: str = "trainers/configs/pool.yaml", samples: int = 60,
          tasks: tuple[str, ...] = ("fact", "fact_new_kind"), num_threads: int = 1, out: str | None = None,
-         records_out: str | None = None) -> dict:
+         records_out: str | None = None, records_in: str | None = None) -> dict:
     """Read out an adapter's validation answers token by token (the samples a run of ``recipe`` logs).
 
     Args:
@@ -118,7 +124,18 @@ def main(adapter: str = "default", recipe: str = "trainers/configs/pool.yaml", s
         num_threads: torch CPU threads (1 leaves a core to a training run beside it).
         out: also write the summary as JSON here.
         records_out: write every sample's per-token read-out here (JSON lines).
+        records_in: summarise a read-out written by ``records_out`` instead (no model is loaded; for
+            read-outs recorded before the summary had some of its rows).
     """
+    if records_in:
+        from .runlog import read_answers
+
+        recs = read_answers(records_in)
+        result = {task: summarise([r["own"] for r in recs if r["task"] == task],
+                                  [r["control"] for r in recs if r["task"] == task])
+                  for task in dict.fromkeys(r["task"] for r in recs)}
+        emit({"records": records_in, "readout": result}, out)
+        return result
     from gist_memory.model import GistModel
 
     from .config import TrainConfig

@@ -16,20 +16,31 @@ def read_log(log_path: Path) -> tuple[dict[int, dict], dict[int, dict]]:
     """
     train: dict[int, dict] = {}
     val: dict[int, dict] = {}
-    if not log_path.is_file():
-        return train, val
-    for line in log_path.read_text().splitlines():
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if not isinstance(record, dict) or "step" not in record:
-            continue
+    for record in _records(log_path):
         if "val" in record:
             val[record["step"]] = record["val"]
         elif "loss" in record:
             train[record["step"]] = record
     return train, val
+
+
+def read_val_nll(log_path: Path) -> dict[int, dict]:
+    """The held-out loss of the validation's expected answers by step (``val_nll``: nats per answer
+    token by task, from the gists; logged since session 29), read as :func:`read_log` reads."""
+    return {r["step"]: r["val_nll"] for r in _records(log_path) if "val_nll" in r}
+
+
+def _records(log_path: Path):
+    # a line cut short by a kill, or one that is not a step's record, is skipped
+    if not log_path.is_file():
+        return
+    for line in log_path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and "step" in record:
+            yield record
 
 
 def answers_path(run: Path, step: int) -> Path:
@@ -50,16 +61,18 @@ def never_scored(log_path: Path, tasks: set[str]) -> set[str]:
 
 
 def plot_log(log_path: Path, out_png: Path) -> None:
-    """Loss against step and validation accuracy against training minutes; dotted lines where the
-    run's settings changed (its ``config-history.jsonl``)."""
+    """Loss against step, and validation accuracy (and, where logged, the validation answers' loss)
+    against training minutes; dotted lines where the run's settings changed (its
+    ``config-history.jsonl``)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     by_step, scores = read_log(log_path)
+    nll = read_val_nll(log_path)
     train = [by_step[s] for s in sorted(by_step)]
-    fig, ax = plt.subplots(1, 2, figsize=(10, 3.5))
+    fig, ax = plt.subplots(1, 3 if nll else 2, figsize=(15 if nll else 10, 3.5))
     if train:
         steps = [r["step"] for r in train]
         losses = [r["loss"] for r in train]
@@ -90,6 +103,13 @@ def plot_log(log_path: Path, out_png: Path) -> None:
     ax[1].set_title("validation exact match (gists only)")
     if scores:
         ax[1].legend()
+    if nll:
+        for task in sorted({t for v in nll.values() for t in v}):
+            ax[2].plot(*zip(*[(minutes.get(step, 0.0), nll[step][task]) for step in sorted(nll) if task in nll[step]]),
+                       marker="o", label=task)
+        ax[2].set_xlabel("training minutes (step time on this machine)")
+        ax[2].set_title("validation answer loss (nats/token, gists only)")
+        ax[2].legend()
     fig.tight_layout()
     fig.savefig(out_png, dpi=110)
     plt.close(fig)

@@ -36,7 +36,7 @@ from .pool import ContextPool, draw_step
 from .pool_forward import PoolLoss
 from .runlog import answers_path, never_scored, plot_log
 from .recipe import EpisodeLoss, collate
-from .validation import validate_kept, validation_set, write_answers
+from .validation import nll_by_task, validate_kept, validation_set, write_answers
 
 
 def lr_at(cfg: TrainConfig, step: int) -> float:
@@ -242,26 +242,27 @@ def train(cfg: TrainConfig, model: GistModel | None = None, progress: bool = Tru
         val = validation_set(gm, recipe_documents(cfg, "validation"), cfg.eval_samples, seed=cfg.seed,
                              progress=progress) if cfg.eval_samples and is_main else []
 
-        def score(step: int) -> dict[str, float]:
-            # every answer of the validation too, so the misses of each step can be read afterwards
+        def score(step: int) -> dict:
+            # every answer of the validation too, so the misses of each step can be read afterwards,
+            # and the held-out loss of the expected answers, a curve that moves before exact match
             given: list[dict] = []
             scores = validate_kept(gm, val, answers=given)
             write_answers(answers_path(run, step), given)
-            return scores
+            return {"val": scores, "val_nll": nll_by_task(given)}
     else:
         setup_s = 0.0
         docs = training_documents("train", seed=cfg.seed)
         val = validation_samples(cfg, gm.tokenizer, cfg.eval_samples) if cfg.eval_samples and is_main else []
-        score = lambda step: validate(gm, val, cfg.chunk_tokens)  # noqa: E731
+        score = lambda step: {"val": validate(gm, val, cfg.chunk_tokens)}  # noqa: E731
     log = (run / "log.jsonl").open("a") if is_main else None
     if is_main and cfg.snapshot_every and start == 0:
         gm.save_adapter(run / "snapshots" / "step-00000")
     if val and start and not forked and never_scored(run / "log.jsonl", {s.task for s in val}):
         # a validation task added since the run began is scored at the resumed step: its curve gets a start
         scores = score(start)
-        log.write(json.dumps({"step": start, "val": scores}) + "\n")
+        log.write(json.dumps({"step": start, **scores}) + "\n")
         log.flush()
-        print(f"step {start} (resumed): validation {scores}")
+        print(f"step {start} (resumed): validation {scores['val']}")
     bar = tqdm(total=cfg.steps, initial=start, desc="training", unit="step", disable=not (progress and is_main))
     gm.train()
     end = cfg.steps if stop_after is None else min(cfg.steps, start + stop_after)
@@ -303,10 +304,10 @@ def train(cfg: TrainConfig, model: GistModel | None = None, progress: bool = Tru
                 gm.save_adapter(run / "snapshots" / f"step-{done:05d}")
             if val and (done % cfg.eval_every == 0 or done == cfg.steps):
                 scores = score(done)
-                log.write(json.dumps({"step": done, "val": scores}) + "\n")
+                log.write(json.dumps({"step": done, **scores}) + "\n")
                 log.flush()
                 plot_log(run / "log.jsonl", run / "training.png")  # at each validation: a stopped run's plot is current
-                bar.write(f"step {done}: validation {scores}")
+                bar.write(f"step {done}: validation {scores['val']}")
         if done % cfg.save_every == 0 or done in (cfg.steps, end):
             if is_main:
                 log.flush()

@@ -30,6 +30,7 @@ from gist_memory.data.corpus import SourceDocument
 from gist_memory.data.facts import generic_fact, open_fact_sample
 from gist_memory.data.scoring import contains_match
 from gist_memory.data.tasks import fact_sample, passkey_sample, plant
+from gist_memory.generate import answer_ids, forward_on_cache, merge_caches, prompt_ids
 
 from .data import sample_text
 from .pool import ChunkPlan, PoolChunk, chunks_kv
@@ -119,10 +120,38 @@ def sample_caches(gm, samples: list[ValSample], batch: int = 16) -> list[list]:
 
 
 @torch.no_grad()
+def forced_logp(gm, caches, question: str, answer: str) -> tuple[list[int], torch.Tensor]:
+    """Teacher forcing on gist caches: the answer's token ids (its end-of-turn token last) and, at
+    each of them, the adapter's log-probabilities over the vocabulary after the question and the
+    right tokens before it, (T, V)."""
+    prompt = prompt_ids(gm.tokenizer, question, prompt_format=gm.gist.prompt_format)
+    target = answer_ids(gm.tokenizer, answer)
+    logits, _, _ = forward_on_cache(gm, merge_caches(gm, caches), prompt + target[:-1])
+    return target, logits[0, len(prompt) - 1:].float().log_softmax(-1)
+
+
+def answer_nll(gm, caches, question: str, answer: str) -> float:
+    """The expected answer's mean negative log-likelihood per token (nats, end-of-turn token
+    included) from ``caches``: a held-out loss that moves before exact match does, since one wrong
+    token of a value costs the whole answer but only its own share of this."""
+    target, logp = forced_logp(gm, caches, question, answer)
+    return -logp.gather(-1, torch.as_tensor(target, device=logp.device)[:, None]).mean().item()
+
+
+def nll_by_task(answers: list[dict]) -> dict[str, float]:
+    """Mean ``nll`` of :func:`validate_kept`'s answer records, by task."""
+    by: dict[str, list[float]] = {}
+    for a in answers:
+        by.setdefault(a["task"], []).append(a["nll"])
+    return {task: round(sum(v) / len(v), 4) for task, v in by.items()}
+
+
+@torch.no_grad()
 def validate_kept(gm, samples: list[ValSample], max_new_tokens: int = 12, batch: int = 16,
                   answers: list[dict] | None = None, contrast: float = 0.0) -> dict[str, float]:
     """Exact match by task, answering from gist caches made over the kept context KV; with
-    ``answers``, every sample's task, question, expected and given answer is appended to it."""
+    ``answers``, every sample's task, question, expected and given answer is appended to it, and
+    the expected answer's teacher-forced loss from the same caches (``nll``, :func:`answer_nll`)."""
     was_training = gm.training
     gm.eval()
     hits: dict[str, list[bool]] = {}
@@ -131,7 +160,7 @@ def validate_kept(gm, samples: list[ValSample], max_new_tokens: int = 12, batch:
         hits.setdefault(s.task, []).append(contains_match(answer, s.answer))
         if answers is not None:
             answers.append({"task": s.task, "question": s.question, "expected": s.answer, "answer": answer,
-                            "hit": hits[s.task][-1]})
+                            "hit": hits[s.task][-1], "nll": round(answer_nll(gm, mine, s.question, s.answer), 4)})
     if was_training:
         gm.train()
     return {task: sum(v) / len(v) for task, v in hits.items()}
