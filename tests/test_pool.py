@@ -198,7 +198,7 @@ def test_theme_rows_are_asked_of_their_chunk_alone():
 def test_validation_scores_and_records_every_answer():
     """validate_kept's score is the share of recorded answers that hold the expected one."""
     from gist_memory.data.scoring import contains_match
-    from trainers.validation import ValSample, answer_nll, nll_by_task, validate_kept
+    from trainers.validation import ValSample, answer_nll, nll_by_task, score_samples, validate_kept
 
     gm = tiny_gist_model()
     drawn = chunks_kv(gm, plans_for(gm, [20, 31, 12]))
@@ -217,5 +217,8 @@ def test_validation_scores_and_records_every_answer():
         assert a["nll"] == pytest.approx(answer_nll(gm, caches, s.question, s.answer), abs=2e-4)
     assert nll_by_task(given) == {"fact": pytest.approx((given[0]["nll"] + given[1]["nll"]) / 2, abs=1e-4),
                                   "niah": given[2]["nll"]}
+    # the command line's scoring reports the same losses (teacher-forced: not the decoding's length)
+    nll: dict = {}
+    assert set(score_samples(gm, samples, nll=nll)) == {"fact", "niah"} and nll == nll_by_task(given)
     assert scores == {t: sum(a["hit"] for a in given if a["task"] == t) / sum(a["task"] == t for a in given)
                       for t in ("fact", "niah")}

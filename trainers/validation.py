@@ -177,12 +177,15 @@ def write_answers(path, answers: list[dict]) -> None:
 
 
 def score_samples(gm, samples: list[ValSample], answers_out: str | None = None,
-                  contrast: float = 0.0) -> dict[str, float]:
-    """``validate_kept`` for a command line: the scores, and every answer written to ``answers_out``."""
+                  contrast: float = 0.0, nll: dict | None = None) -> dict[str, float]:
+    """``validate_kept`` for a command line: the scores, and every answer written to ``answers_out``;
+    with ``nll``, the expected answers' loss by task (:func:`nll_by_task`) is put in it."""
     given: list[dict] = []
     scores = validate_kept(gm, samples, answers=given, contrast=contrast)
     if answers_out:
         write_answers(answers_out, given)
+    if nll is not None:
+        nll.update(nll_by_task(given))
     return scores
 
 
@@ -250,6 +253,7 @@ def main(adapter: str = "default", recipe: str = "trainers/configs/pool.yaml", s
     cfg = TrainConfig.from_yaml(recipe)
     gm = GistModel.from_pretrained(cfg.base, adapter=adapter, num_gist_tokens=cfg.num_gist_tokens,
                                    chunk_tokens=cfg.chunk_tokens)
+    record: dict = {}
     if seen_vs_fresh_at is not None:
         from .pool import ContextPool
 
@@ -272,9 +276,11 @@ def main(adapter: str = "default", recipe: str = "trainers/configs/pool.yaml", s
             return answers_out if not answers_out or len(contrast) == 1 else str(
                 Path(answers_out).with_name(f"{Path(answers_out).stem}-contrast{c:g}.jsonl"))
 
-        by_contrast = {f"{c:g}": score_samples(gm, val, named(c), contrast=c) for c in contrast}
+        losses: dict[str, dict] = {f"{c:g}": {} for c in contrast}
+        by_contrast = {f"{c:g}": score_samples(gm, val, named(c), contrast=c, nll=losses[f"{c:g}"]) for c in contrast}
         scores = by_contrast.popitem()[1] if len(by_contrast) == 1 else by_contrast
-    emit({"adapter": gm.adapter_identity, "recipe": recipe, "samples_per_task": samples, "val": scores}, out)
+        record["val_nll"] = losses.popitem()[1]  # teacher-forced: the same whatever the decoding's contrast
+    emit({"adapter": gm.adapter_identity, "recipe": recipe, "samples_per_task": samples, "val": scores, **record}, out)
     return scores
 
 
