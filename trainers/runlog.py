@@ -89,9 +89,7 @@ def plot_log(log_path: Path, out_png: Path) -> None:
     for r in train:
         total += r.get("s", 0.0)
         minutes[r["step"] + 1] = total / 60
-    for task in sorted({t for v in scores.values() for t in v}):
-        pts = [(minutes.get(step, 0.0), scores[step][task]) for step in sorted(scores) if task in scores[step]]
-        ax[1].plot(*zip(*pts), marker="o", label=task)
+    _by_task(ax[1], scores, minutes)
     history = log_path.parent / "config-history.jsonl"  # the steps where the settings changed, as dotted lines
     changes = sorted({json.loads(line)["from_step"] for line in history.read_text().splitlines() if line.strip()}
                      - {0}) if history.is_file() else []
@@ -104,12 +102,17 @@ def plot_log(log_path: Path, out_png: Path) -> None:
     if scores:
         ax[1].legend()
     if nll:
-        for task in sorted({t for v in nll.values() for t in v}):
-            ax[2].plot(*zip(*[(minutes.get(step, 0.0), nll[step][task]) for step in sorted(nll) if task in nll[step]]),
-                       marker="o", label=task)
+        _by_task(ax[2], nll, minutes)
         ax[2].set_xlabel("training minutes (step time on this machine)")
         ax[2].set_title("validation answer loss (nats/token, gists only)")
         ax[2].legend()
     fig.tight_layout()
     fig.savefig(out_png, dpi=110)
     plt.close(fig)
+
+
+def _by_task(ax, by_step: dict[int, dict], minutes: dict[int, float]) -> None:
+    # one curve per task of a {step: {task: value}} series, against the training minutes at its steps
+    for task in sorted({t for v in by_step.values() for t in v}):
+        pts = [(minutes.get(step, 0.0), by_step[step][task]) for step in sorted(by_step) if task in by_step[step]]
+        ax.plot(*zip(*pts), marker="o", label=task)

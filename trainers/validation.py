@@ -276,10 +276,9 @@ def main(adapter: str = "default", recipe: str = "trainers/configs/pool.yaml", s
             return answers_out if not answers_out or len(contrast) == 1 else str(
                 Path(answers_out).with_name(f"{Path(answers_out).stem}-contrast{c:g}.jsonl"))
 
-        losses: dict[str, dict] = {f"{c:g}": {} for c in contrast}
-        by_contrast = {f"{c:g}": score_samples(gm, val, named(c), contrast=c, nll=losses[f"{c:g}"]) for c in contrast}
+        record["val_nll"] = {}  # teacher-forced: the same whatever the decoding's contrast
+        by_contrast = {f"{c:g}": score_samples(gm, val, named(c), contrast=c, nll=record["val_nll"]) for c in contrast}
         scores = by_contrast.popitem()[1] if len(by_contrast) == 1 else by_contrast
-        record["val_nll"] = losses.popitem()[1]  # teacher-forced: the same whatever the decoding's contrast
     emit({"adapter": gm.adapter_identity, "recipe": recipe, "samples_per_task": samples, "val": scores, **record}, out)
     return scores
 
